@@ -1,0 +1,1 @@
+"""Everyday ``edflow <command>`` subcommands."""

@@ -1,0 +1,86 @@
+"""Errors meant for people: each prints as one paragraph and maps to an exit code."""
+from __future__ import annotations
+
+import os
+import traceback
+from types import TracebackType
+
+#: Exit codes of the ``edflow`` command (documented in the README).
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+#: An interrupted run exits with 128 + the signal number, as a shell reports it (130 for SIGINT, 143 for SIGTERM).
+EXIT_SIGNAL_BASE = 128
+
+
+class EdflowError(Exception):
+    """Base class of every error edflow reports to the user as one paragraph without a traceback."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(EdflowError):
+    """The command line is wrong (unknown flag, malformed override, a path that does not exist)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(EdflowError):
+    """The configuration is wrong; the message names file:line (or the override) and the key path."""
+
+    exit_code = EXIT_USAGE
+
+
+class DottedNameError(ConfigError):
+    """A dotted name in the config does not name an importable object."""
+
+
+class UserCodeError(EdflowError):
+    """User code (a dataset, model, iterator, callback or module import) raised; the message shows where."""
+
+
+class PluginError(EdflowError):
+    """A plugin failed to load or one of its hooks raised; the message names the plugin."""
+
+
+class DataError(EdflowError):
+    """The dataset is empty or its examples cannot be batched (not dicts, inconsistent keys or shapes)."""
+
+
+class CheckpointError(EdflowError):
+    """A checkpoint cannot be found, read or restored."""
+
+
+_FRAMEWORK_DIRS = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.__file__) + os.sep + "importlib" + os.sep,
+)
+
+
+def _is_framework_frame(filename: str) -> bool:
+    return filename.startswith(_FRAMEWORK_DIRS) or filename.startswith("<frozen ") or "/pluggy/" in filename
+
+
+def user_frames(tb: TracebackType | None) -> list[traceback.FrameSummary]:
+    """The frames of a traceback that belong to user code (not edcore, pluggy or importlib)."""
+    return [frame for frame in traceback.extract_tb(tb) if not _is_framework_frame(frame.filename)]
+
+
+def describe_exception(err: BaseException) -> str:
+    """One line: the original error and the innermost user-code place it came from."""
+    text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    frames = user_frames(err.__traceback__)
+    if isinstance(err, SyntaxError) and err.filename:
+        return f"{text} ({err.filename}:{err.lineno})"
+    if frames:
+        frame = frames[-1]
+        return f"{text} (at {frame.filename}:{frame.lineno}, in {frame.name})"
+    return text
+
+
+def format_user_traceback(err: BaseException) -> str:
+    """The traceback of an error in user code, trimmed of framework frames."""
+    frames = user_frames(err.__traceback__)
+    lines = traceback.format_list(frames) if frames else []
+    lines += traceback.format_exception_only(type(err), err)
+    return "Traceback (user code only):\n" + "".join(lines)

@@ -1,0 +1,127 @@
+"""Batches through torch.utils.data.DataLoader with a sampler that resumes at the exact next example."""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from edcore.batching import batches_per_epoch, check_dataset, collate, epoch_indices, get_example, rank_indices
+from edcore.errors import DataError, EdflowError
+from torch.utils.data import DataLoader, Sampler, default_collate
+
+from edflow_torch.settings import default_num_workers
+
+
+class EpochSampler(Sampler):
+    """Yields one epoch of example indices from a start position; the order depends on ``(seed, epoch)`` only
+    (``edcore.batching.epoch_indices``), and each rank takes its slice of the same order."""
+
+    def __init__(self, num_examples: int, seed: int, shuffle: bool, batch_size: int, drop_last: bool,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.num_examples = num_examples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch = epoch
+        self.start = start_batch
+
+    def indices(self) -> np.ndarray:
+        order = epoch_indices(self.num_examples, self.seed, self.epoch, self.shuffle)
+        return rank_indices(order, self.rank, self.world_size, self.drop_last)[self.start * self.batch_size:]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return len(self.indices())
+
+
+class CheckedDataset(torch.utils.data.Dataset):
+    """The user's dataset, with every example checked to be a dict (the error names the index)."""
+
+    def __init__(self, dataset: Any, name: str) -> None:
+        self.dataset = dataset
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Mapping:
+        return get_example(self.dataset, index, self.name)
+
+
+class CheckedCollate:
+    """torch's default_collate; when it fails, edcore's collate explains which key and shapes disagree."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, examples: list) -> Any:
+        try:
+            return default_collate(examples)
+        except Exception as err:
+            collate(examples, name=self.name)  # raises a DataError naming the key and shapes
+            raise DataError(f"{self.name}: the examples cannot be batched: {err}") from err
+
+
+class TorchBatches:
+    """``edflow_batches`` for torch iterators: a DataLoader whose sampler resumes mid-epoch without replay."""
+
+    def __init__(self, dataset: Any, batch_size: int, *, seed: int, shuffle: bool, drop_last: bool,
+                 settings: Mapping, device: torch.device, rank: int = 0, world_size: int = 1,
+                 name: str = "dataset") -> None:
+        num_examples = check_dataset(dataset, name, batch_size, drop_last)
+        self.length = batches_per_epoch(num_examples, batch_size, drop_last, world_size)
+        self.seed = seed
+        self.sampler = EpochSampler(num_examples, seed, shuffle, batch_size, drop_last, rank, world_size)
+        workers = settings["num_workers"]
+        workers = default_num_workers() if workers == "auto" else workers
+        workers = min(workers, self.length)  # more workers than batches only costs start-up
+        pin = settings["pin_memory"]
+        pin = device.type == "cuda" if pin == "auto" else pin
+        self.generator = torch.Generator()
+        options: dict[str, Any] = {}
+        if workers > 0:
+            options["persistent_workers"] = settings["persistent_workers"]
+            if settings["prefetch_factor"]:
+                options["prefetch_factor"] = settings["prefetch_factor"]
+        self.loader = DataLoader(
+            CheckedDataset(dataset, name), batch_size=batch_size, sampler=self.sampler, drop_last=drop_last,
+            num_workers=workers, pin_memory=pin, collate_fn=CheckedCollate(name), generator=self.generator,
+            **options,
+        )
+        self.num_workers = workers
+
+    def __len__(self) -> int:
+        return self.length
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        self.sampler.set_epoch(epoch, start)
+        # Worker seeds come from this generator: seeding it per epoch makes them a function of (seed, epoch).
+        self.generator.manual_seed(int(np.random.default_rng([int(self.seed), int(epoch), 1]).integers(2**62)))
+        try:
+            yield from self.loader
+        except EdflowError as err:
+            raise type(err)(_strip_worker_traceback(str(err))) from None
+
+    def close(self) -> None:
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
+
+
+def _strip_worker_traceback(message: str) -> str:
+    """A DataLoader worker's error message carries the worker traceback; keep the original message only."""
+    if "Original Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    return re.sub(r"^[\w.]+Error: ", "", last)

@@ -1,0 +1,70 @@
+"""Data-parallel training on torch.distributed: the process group, DDP, and what rank 0 shares with the others."""
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any, Mapping
+
+import torch
+import torch.distributed as dist
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+class TorchDistributed:
+    """The process group of a torchrun launch (edcore's ``edflow_distributed`` contract)."""
+
+    def __init__(self, settings: Mapping) -> None:
+        backend = settings["ddp"]["backend"]
+        if backend == "auto":
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if not dist.is_initialized():
+            if backend == "nccl":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+        self.backend = backend
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+
+    def broadcast(self, obj: Any) -> Any:
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def all_reduce_mean(self, scalars: Mapping[str, float]) -> dict:
+        if not scalars:
+            return dict(scalars)
+        names = sorted(scalars)
+        device = torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else torch.device("cpu")
+        values = torch.tensor([float(scalars[n]) for n in names], dtype=torch.float64, device=device)
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values /= self.world_size
+        return dict(zip(names, values.tolist()))
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) when not distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def wrap_model(model: torch.nn.Module, device: torch.device, settings: Mapping) -> torch.nn.Module:
+    """DistributedDataParallel around the model when the process group has more than one process."""
+    _rank, world_size = world()
+    if world_size == 1 or not any(p.requires_grad for p in model.parameters()):
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids,
+                                   find_unused_parameters=settings["ddp"]["find_unused_parameters"])

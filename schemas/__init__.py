@@ -1,0 +1,1 @@
+"""The JSON Schema files of edcore, shipped as package data (edcore.schemas)."""
