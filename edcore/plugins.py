@@ -104,10 +104,11 @@ class PluginManager(pluggy.PluginManager):
             info = self.info.get(name, PluginInfo(name, "unknown"))
             import difflib
 
-            unknown = [attr for attr in dir(err.plugin) if attr.startswith("edflow_") and not hasattr(self.hook, attr)]
+            known = [h for h in dir(self.hook) if h.startswith("edflow_") and getattr(self.hook, h).spec is not None]
+            unknown = [attr for attr in dir(err.plugin) if attr.startswith("edflow_") and attr not in known]
             hints = []
             for attr in unknown:
-                close = difflib.get_close_matches(attr, [h for h in dir(self.hook) if h.startswith("edflow_")], n=1)
+                close = difflib.get_close_matches(attr, known, n=1)
                 hints.append(f"'{attr}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
             raise PluginError(
                 f"plugin '{name}' ({_provenance(info)}) implements unknown hook {', '.join(hints) or _oneline(err)}. "

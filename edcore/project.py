@@ -191,7 +191,7 @@ class ProjectManager:
             files = _walk_code(code_root)
         base = code_root if code_root.is_dir() else code_root.parent
         copied, skipped = 0, []
-        patterns = SECRET_PATTERNS + tuple(exclude)
+        patterns = SECRET_PATTERNS + ("__pycache__", "*.pyc") + tuple(exclude)
         for path in files:
             relative = path.relative_to(base)
             if any(_inside(path, root) for root in skip_roots) or _matches(relative, patterns):

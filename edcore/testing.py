@@ -141,10 +141,11 @@ class EdflowProject:
         target.write_text(yaml.safe_dump(values, sort_keys=False))
         return target
 
-    def toy(self, name: str = "train.yaml", **overrides: Any) -> Path:
-        """Write the toy package and a config for it."""
+    def toy(self, name: str = "train.yaml", drop: Iterable[str] = (), **overrides: Any) -> Path:
+        """Write the toy package and a config for it: :data:`TOY_CONFIG` with ``overrides``, without ``drop``."""
         self.write(TOY_PACKAGE)
-        return self.config(name, **{**TOY_CONFIG, **overrides})
+        values = {key: value for key, value in {**TOY_CONFIG, **overrides}.items() if key not in drop}
+        return self.config(name, **values)
 
     def run(self, *args: str, timeout: float = 300, env: dict | None = None) -> Outcome:
         """Run ``edflow ARGS`` in a subprocess in this folder."""

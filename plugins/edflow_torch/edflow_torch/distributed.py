@@ -8,9 +8,7 @@ from typing import Any, Mapping
 import torch
 import torch.distributed as dist
 
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+from edflow_torch.settings import launched_by_torchrun  # noqa: F401  (re-exported)
 
 
 class TorchDistributed:

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from edcore import hookimpl
 
-from edflow_torch.settings import SCHEMA, torch_settings
+from edflow_torch.settings import SCHEMA, launched_by_torchrun, torch_settings
 
 
 def uses_torch(config: Mapping) -> bool:
@@ -42,8 +42,6 @@ class TorchPlugin:
 
     @hookimpl
     def edflow_distributed(self, config):
-        from edflow_torch.distributed import launched_by_torchrun
-
         if not launched_by_torchrun() or not uses_torch(config):
             return None
         from edflow_torch.distributed import TorchDistributed
@@ -88,6 +86,8 @@ class TorchPlugin:
         self._activate(iterator)
 
     def _activate(self, iterator: Any) -> None:
+        if "edflow_torch.iterator" not in sys.modules:
+            return  # no torch iterator can exist
         from edflow_torch.iterator import TemplateIterator
 
         if isinstance(iterator, TemplateIterator):

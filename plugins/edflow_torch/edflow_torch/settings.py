@@ -74,5 +74,10 @@ def resolve_device(name: str) -> Any:
     return device
 
 
+def launched_by_torchrun() -> bool:
+    """torchrun sets RANK and WORLD_SIZE for every process it starts (read without importing torch)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
 def default_num_workers() -> int:
     return min(4, os.cpu_count() or 1)
