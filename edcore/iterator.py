@@ -140,6 +140,9 @@ class Iterator:
             epoch = self._epoch
             if runtime.before_epoch is not None:
                 runtime.before_epoch(iterator=self, epoch=epoch)
+            if progress is not None:
+                of = f"/{runtime.num_epochs}" if runtime.num_epochs != math.inf else ""
+                progress.set_description(f"train epoch {epoch + 1}{of}", refresh=False)
             fetches = self.step_ops()
             epoch_ended = False
             for batch in batches.epoch(epoch, self._position):
