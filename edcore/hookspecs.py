@@ -198,10 +198,12 @@ def edflow_after_step(global_step, fetches, feeds, batch, results):
 def edflow_log(global_step, logs, mode):
     """Record what the log op returned; called every ``log_freq`` steps only.
 
-    ``logs`` is a dict such as ``{"scalars": {"loss": tensor}, "images": {...}}``; values may still be framework
-    tensors. ``mode`` is ``"train"`` or ``"eval"``. The built-in loggers write the scalars to the console,
-    ``metrics.jsonl`` and TensorBoard. Backends wrap this hook (``wrapper=True``) to turn tensors into numbers once,
-    and in distributed runs to average scalars across ranks before rank 0 writes them.
+    ``logs`` is what the log op returned, e.g. ``{"scalars": {...}, "images": {...}}``, with ``logs["scalars"]``
+    already flattened (nested names joined with ``/``) and turned into Python floats by the core, once, on logged
+    steps only; other entries are passed as the op returned them (they may be framework tensors). ``global_step`` is
+    the number of completed steps, as in ``edflow_after_step``. ``mode`` is ``"train"`` or ``"eval"``. The built-in
+    loggers write the scalars to the console, ``train/metrics.jsonl`` and TensorBoard. Backends may wrap this hook
+    (``wrapper=True``), e.g. to average the scalars across ranks in distributed runs before rank 0 writes them.
     """
 
 
