@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from edcore.commands import emit
+
 MISSING = object()
 
 
@@ -151,7 +153,7 @@ def main(argv: list[str]) -> int:
     configs = config_differences(run_a, run_b, args.mode)
     code = None if args.no_code else code_differences(run_a, run_b)
     if args.json:
-        print(json.dumps({"a": str(run_a), "b": str(run_b), "config": configs, "code": code}, indent=2, default=str))
+        emit(json.dumps({"a": str(run_a), "b": str(run_b), "config": configs, "code": code}, indent=2, default=str))
     else:
-        print(format_report(run_a, run_b, configs, code, args.mode))
+        emit(format_report(run_a, run_b, configs, code, args.mode))
     return 0

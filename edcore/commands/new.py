@@ -7,6 +7,7 @@ import keyword
 import textwrap
 from pathlib import Path
 
+from edcore.commands import emit
 from edcore.errors import UsageError
 
 PLACEHOLDER = "__NAME__"
@@ -201,9 +202,9 @@ def main(argv: list[str]) -> int:
     target.mkdir(parents=True)
     for relative, text in skeleton(package, args.backend).items():
         (target / relative).write_text(text, encoding="utf-8")
-    print(f"created {target}/ ({args.backend}): {', '.join(sorted(skeleton(package, args.backend)))}")
+    emit(f"created {target}/ ({args.backend}): {', '.join(sorted(skeleton(package, args.backend)))}")
     parent = target.parent
     where = "" if str(parent) in ("", ".") else f"cd {parent} && "
-    print(f"train it:     {where}edflow -t {package}/train.yaml")
-    print(f"evaluate it:  {where}edflow -e {package}/eval.yaml -p logs/<run>")
+    emit(f"train it:     {where}edflow -t {package}/train.yaml")
+    emit(f"evaluate it:  {where}edflow -e {package}/eval.yaml -p logs/<run>")
     return 0

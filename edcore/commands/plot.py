@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from edcore.commands import emit
 from edcore.errors import EdflowError, UsageError
 
 #: Size of one panel in inches at :data:`DPI`; the PNG is ``columns * 6 * DPI`` by ``rows * 4 * DPI`` pixels.
@@ -91,5 +92,5 @@ def main(argv: list[str]) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     canvas_class(figure).print_png(str(output))
     panels = len({(s.source, s.metric) for s in series})
-    print(f"wrote {output} ({panels} metric{'s' if panels != 1 else ''}, {len(runs)} run{'s' if len(runs) != 1 else ''})")
+    emit(f"wrote {output} ({panels} metric{'s' if panels != 1 else ''}, {len(runs)} run{'s' if len(runs) != 1 else ''})")
     return 0

@@ -5,6 +5,8 @@ import argparse
 import json
 from typing import Any
 
+from edcore.commands import emit
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edflow plugins", description=__doc__.split(": ", 1)[1])
@@ -54,25 +56,25 @@ def main(argv: list[str]) -> int:
     rows = plugin_table(manager)
     order = hook_order(manager)
     if args.json:
-        print(json.dumps({"plugins": rows, "hook_order": order, "broken": manager.broken, "disabled": disabled},
+        emit(json.dumps({"plugins": rows, "hook_order": order, "broken": manager.broken, "disabled": disabled},
                          indent=2))
         return 0
     if args.hooks:
         for name in sorted(order):
             spec = getattr(manager.hook, name).spec
-            print(f"{name}({', '.join(spec.argnames)})")
+            emit(f"{name}({', '.join(spec.argnames)})")
         return 0
-    print("plugins (in registration order):")
+    emit("plugins (in registration order):")
     for row in rows:
-        print(f"  {row['name']:<24} {origin_text(row)}")
-        print(f"  {'':<24} hooks: {', '.join(h.removeprefix('edflow_') for h in row['hooks']) or '(none)'}")
+        emit(f"  {row['name']:<24} {origin_text(row)}")
+        emit(f"  {'':<24} hooks: {', '.join(h.removeprefix('edflow_') for h in row['hooks']) or '(none)'}")
     for name, message in manager.broken.items():
-        print(f"  {name:<24} FAILED TO LOAD: {message}")
+        emit(f"  {name:<24} FAILED TO LOAD: {message}")
     for name in disabled:
-        print(f"  {name:<24} disabled")
-    print("\ncall order per hook (first called first):")
+        emit(f"  {name:<24} disabled")
+    emit("\ncall order per hook (first called first):")
     for hook_name, plugins in order.items():
         if plugins:
             shown = [p if p.endswith("(wrapper)") else marked(manager, hook_name, p) for p in plugins]
-            print(f"  {hook_name}: {', '.join(shown)}")
+            emit(f"  {hook_name}: {', '.join(shown)}")
     return 0

@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edcore.commands import emit
 from edcore.errors import UsageError
 
 
@@ -67,9 +68,9 @@ def main(argv: list[str]) -> int:
                          f"(the config key logdir, default logs).")
     rows = [describe_run(run, logdir) for run in list_runs(logdir)]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        emit(json.dumps(rows, indent=2))
     elif rows:
-        print(format_table(rows))
+        emit(format_table(rows))
     else:
-        print(f"no runs in '{logdir}'")
+        emit(f"no runs in '{logdir}'")
     return 0
