@@ -195,7 +195,7 @@ class EdflowProject:
         else:
             self.write(files)
             config_path = self.config("train.yaml", **(config or {}))
-        recorder = HookRecorder()
+        recorder = HookRecorder(providers=True)
         before = set(self.runs())
         environment = {} if autoload else {"EDFLOW_DISABLE_PLUGIN_AUTOLOAD": "1"}
         with _environment(environment):
@@ -210,7 +210,7 @@ class Training:
 
     run: Path | None  # the new run folder (None when the run failed before creating it)
     returncode: int
-    calls: "HookRecorder"
+    calls: "HookRecorder"  # every hook call, providers included
     project: EdflowProject
 
     def metrics(self) -> list[dict]:
@@ -258,11 +258,19 @@ class HookRecorder:
     Summaries are small and comparable (``feeds`` and ``batch`` by their keys); the recorded arguments keep the
     values, with their dicts and lists copied at the time of the call (leaves such as arrays are not copied), so a
     later change by another plugin does not show. ``steps`` lists ``(hook, global_step)`` for the per-step hooks.
+
+    With ``providers=True`` the provider hooks (dataset, batches, model, iterator, distributed, config schema) are
+    recorded too; the recorder answers ``None`` there, so the real providers still provide.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, providers: bool = False) -> None:
         self.calls: list[tuple[str, dict]] = []
         self.values: list[tuple[str, dict]] = []
+        if providers:
+            import types
+
+            for name in PROVIDER_HOOKS:
+                setattr(self, name, types.MethodType(_recording(name, _argnames(name)), self))
 
     def arguments(self, hook_name: str) -> list[dict]:
         """The arguments of every call of ``hook_name``, in call order."""
@@ -293,17 +301,25 @@ def _recording(hook_name: str, argnames: list[str]) -> Any:
     return hookimpl(namespace[hook_name])
 
 
+#: Hooks that answer with a value; recorded only by ``HookRecorder(providers=True)``.
+PROVIDER_HOOKS = ("edflow_config_schema", "edflow_distributed", "edflow_dataset", "edflow_batches", "edflow_model",
+                  "edflow_iterator")
+
+
+def _argnames(hook_name: str) -> list[str]:
+    import inspect
+
+    from edcore import hookspecs
+
+    return list(inspect.signature(getattr(hookspecs, hook_name)).parameters)
+
+
 def _install_recorders() -> None:
     from edcore import hookspecs
 
     for name in dir(hookspecs):
-        if name.startswith("edflow_") and name not in ("edflow_dataset", "edflow_model", "edflow_iterator",
-                                                        "edflow_batches", "edflow_distributed",
-                                                        "edflow_config_schema"):
-            spec = getattr(hookspecs, name)
-            import inspect
-
-            setattr(HookRecorder, name, _recording(name, list(inspect.signature(spec).parameters)))
+        if name.startswith("edflow_") and name not in PROVIDER_HOOKS:
+            setattr(HookRecorder, name, _recording(name, _argnames(name)))
 
 
 _install_recorders()

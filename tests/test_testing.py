@@ -17,7 +17,12 @@ def test_training_returns_the_run_folder_and_every_hook_call_with_arguments(edfl
     assert training.returncode == 0
     assert training.run.parent == training.project.path / "logs" and (training.run / "train" / "checkpoints").is_dir()
     names = training.calls.names()
-    assert names[:2] == ["edflow_project_init", "edflow_seed"] and names[-1] == "edflow_after_training"
+    assert names[:9] == ["edflow_config_schema", "edflow_distributed", "edflow_project_init", "edflow_seed",
+                         "edflow_dataset", "edflow_batches", "edflow_model", "edflow_iterator",
+                         "edflow_before_training"]
+    assert names[-1] == "edflow_after_training"
+    (dataset_call,) = training.calls.arguments("edflow_dataset")
+    assert dataset_call["mode"] == "train" and dataset_call["config"]["dataset"] == "toy.data.Data"
     (init,) = training.calls.arguments("edflow_project_init")
     assert init["mode"] == "train" and init["project"].root.name == training.run.name and init["config"]["num_steps"] == 4
     assert [args["global_step"] for args in training.calls.arguments("edflow_after_step")] == [1, 2, 3, 4]
@@ -56,5 +61,5 @@ def test_own_files_and_a_failing_training(edflow_train):
     training = edflow_train(files=files, config={"dataset": "failing.data.Data", "iterator": "edcore.Iterator",
                                                  "batch_size": 2, "num_steps": 1, "code_root": None})
     assert training.returncode == 1
-    assert training.calls.names() == ["edflow_project_init", "edflow_seed"]
+    assert training.calls.names()[-3:] == ["edflow_project_init", "edflow_seed", "edflow_dataset"]
     assert json.loads((training.run / "status.json").read_text())["status"] == "running"  # crashed before the loop
