@@ -48,3 +48,4 @@ def test_tf_skeleton_trains_out_of_the_box(edflow_project):
     (run,) = edflow_project.runs()
     metrics = edflow_project.metrics(run)
     assert metrics[-1]["global_step"] == 100 and metrics[-1]["loss"] < metrics[0]["loss"]
+    edflow_project.run("-e", "tf_project/eval.yaml", "-p", str(run), timeout=300).assert_success()

@@ -102,9 +102,11 @@ TF_MODEL = '''
             self.hidden_1 = tf.keras.layers.Dense(hidden, activation="relu")
             self.hidden_2 = tf.keras.layers.Dense(hidden, activation="relu")
             self.logits = tf.keras.layers.Dense(2)
+            self(tf.zeros((1, 2)))  # one call creates the weights, so a checkpoint can be restored into them
 
         def call(self, x, training=False):
-            return self.logits(self.hidden_2(self.hidden_1(x)))
+            return self.logits(self.hidden_2(self.hidden_1(x, training=training), training=training),
+                               training=training)
 '''
 
 TF_ITERATOR = '''
@@ -121,9 +123,10 @@ TF_ITERATOR = '''
             self.loss_function = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
         def step_op(self, model, x, y, **kwargs):
+            # edflow-tf calls the model with training=True in training and training=False in evaluation.
             def train_op():
                 with tf.GradientTape() as tape:
-                    loss = self.loss_function(y, model(x, training=True))
+                    loss = self.loss_function(y, model(x))
                 gradients = tape.gradient(loss, model.trainable_variables)
                 self.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
 
