@@ -13,14 +13,15 @@ def add_evaluation(run, name, values):
     """An evaluation's metrics.jsonl as the evaluation processes write it: one record per evaluated step."""
     folder = run / "eval" / f"2026-01-01T00-00-00_{name}"
     folder.mkdir(parents=True)
-    lines = [json.dumps({"global_step": step, "accuracy": value}) for step, value in values]
+    lines = [json.dumps({"global_step": step, "time": 0.0, "num_examples": 40, "accuracy": value})
+             for step, value in values]
     (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
 
 
 def test_png_of_two_runs_with_training_and_evaluation_metrics(edflow_train, edflow_project):
     first = edflow_train(config={"num_steps": 10, "log_freq": 2}).run
     second = edflow_train("--batch_size", "4", config={"num_steps": 10, "log_freq": 2}).run
-    add_evaluation(first, "holdout", [(5, 0.5), (10, 0.75)])
+    add_evaluation(first, "holdout", [(5, 0.25), (10, 0.75), (5, 0.5)])  # step 5 evaluated again: last wins
     outcome = edflow_project.run("plot", str(first), str(second), "-o", "plots/both.png", timeout=120)
     assert outcome.assert_success().stdout.strip() == "wrote plots/both.png (2 metrics, 2 runs)"
     image = matplotlib.image.imread(edflow_project.path / "plots" / "both.png")

@@ -29,11 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def effective_config(run: Path, mode: str) -> tuple[dict, dict, Path | None]:
     """The newest effective config of ``mode`` in ``run``, its origins table and its file."""
-    candidates = sorted(p for p in (run / "configs").glob(f"{mode}_*.yaml") if not p.name.endswith(".origins.yaml"))
-    if not candidates:
-        return {}, {}, None
-    path = candidates[-1]
     from edcore.config import load_file
+    from edcore.project import ProjectManager
+
+    path = ProjectManager(run).latest_config(mode)
+    if path is None:
+        return {}, {}, None
 
     data = load_file(path).data
     try:

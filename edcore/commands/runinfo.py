@@ -9,8 +9,8 @@ from pathlib import Path
 
 from edcore.errors import UsageError
 
-#: Keys of a metrics.jsonl record that are bookkeeping, not metrics.
-NON_METRIC_KEYS = ("global_step", "time", "step", "epoch")
+#: Keys of a metrics.jsonl record that are bookkeeping, not metrics (evaluations add ``num_examples``).
+NON_METRIC_KEYS = ("global_step", "time", "step", "epoch", "num_examples")
 
 
 def is_run_folder(path: Path) -> bool:
@@ -113,7 +113,7 @@ def metric_series(run: Path) -> list[Series]:
             evaluation = path.relative_to(eval_root).parts[0]
             name = evaluation.split("_", 1)[1] if "_" in evaluation else evaluation
             files.append((f"eval/{name}", path))
-    found: dict[tuple[str, str], Series] = {}
+    found: dict[tuple[str, str], dict[int, float]] = {}
     for source, path in files:
         for record in read_jsonl(path):
             step = record.get("global_step", record.get("step"))
@@ -122,13 +122,10 @@ def metric_series(run: Path) -> list[Series]:
             if not isinstance(step, (int, float)):
                 continue
             for metric, value in metric_values(record).items():
-                series = found.setdefault((source, metric), Series(run.name, source, metric))
-                series.steps.append(int(step))
-                series.values.append(value)
-    for series in found.values():  # a resumed run may log a step twice: keep the order of the steps
-        pairs = sorted(zip(series.steps, series.values), key=lambda pair: pair[0])
-        series.steps, series.values = [s for s, _ in pairs], [v for _, v in pairs]
-    return list(found.values())
+                # The last record of a step wins: a resumed training or a repeated evaluation logs it again.
+                found.setdefault((source, metric), {})[int(step)] = value
+    return [Series(run.name, source, metric, sorted(values), [values[s] for s in sorted(values)])
+            for (source, metric), values in found.items()]
 
 
 def last_metrics(run: Path) -> dict[str, float]:
