@@ -103,3 +103,10 @@ def test_empty_and_missing_log_folders(edflow_project):
     assert edflow_project.run("runs", timeout=60).assert_success().stdout.strip() == "no runs in 'logs'"
     outcome = edflow_project.run("runs", "nowhere", timeout=60).assert_failed(2)
     assert "log folder 'nowhere' does not exist" in outcome.stderr and "Traceback" not in outcome.stderr
+
+
+def test_runs_without_a_status_file_read_the_last_checkpoints_reason(edflow_project):
+    edflow_project.toy(num_steps=10)
+    edflow_project.run("-t", "train.yaml", "-n", "older", timeout=120).assert_success()
+    (edflow_project.runs()[0] / "status.json").unlink()  # as in run folders written before status.json existed
+    assert runs_json(edflow_project)["older"]["status"] == "finished"

@@ -9,6 +9,10 @@ from edcore.commands import emit
 from edcore.errors import UsageError
 
 
+#: The status a checkpoint's ``reason`` implies, for run folders without ``status.json``.
+REASON_STATUS = {"final": "finished", "interrupt": "interrupted", "exception": "failed"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edflow runs", description=__doc__.split(": ", 1)[1])
     parser.add_argument("logdir", nargs="?", default="logs", metavar="LOGDIR",
@@ -25,11 +29,15 @@ def describe_run(run: Path, logdir: Path) -> dict:
 
     status = read_status(run)
     latest = CheckpointStore(run / "train" / "checkpoints").latest()
+    state = status.get("status", "unknown")
+    if state == "unknown" and latest is not None:
+        # Runs from before status.json existed: the reason of the last checkpoint tells how the training ended.
+        state = REASON_STATUS.get(latest.manifest.get("reason"), "unknown")
     return {
         "name": str(run.relative_to(logdir)),
         "path": str(run),
         "started": start_time(run),
-        "status": status.get("status", "unknown"),
+        "status": state,
         "pid": status.get("pid") if status.get("status") == "running" else None,
         "host": status.get("host"),
         "checkpoint_step": latest.step if latest else None,
