@@ -77,12 +77,14 @@ def bash_script() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``edflow completion``."""
     parser = argparse.ArgumentParser(prog="edflow completion", description=__doc__.split(": ", 1)[1].split("\n")[0])
     parser.add_argument("shell", choices=["bash"], help="the shell to print the script for")
     return parser
 
 
 def main(argv: list[str]) -> int:
+    """Print the completion script of the shell asked for."""
     build_parser().parse_args(argv)
     emit(bash_script())
     return 0

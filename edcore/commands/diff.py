@@ -16,6 +16,7 @@ MISSING = object()
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``edflow diff``."""
     parser = argparse.ArgumentParser(prog="edflow diff", description=__doc__.split(": ", 1)[1])
     parser.add_argument("run_a", metavar="RUN_A", help="a run folder, or the name of a run in --logdir")
     parser.add_argument("run_b", metavar="RUN_B", help="the run to compare it with")
@@ -89,6 +90,7 @@ def config_differences(run_a: Path, run_b: Path, mode: str) -> list[dict]:
 
 
 def snapshot_files(run: Path) -> dict[str, Path]:
+    """The files of ``run``'s code snapshot by their path inside ``code/``."""
     code = run / "code"
     if not code.is_dir():
         return {}
@@ -120,10 +122,12 @@ def code_differences(run_a: Path, run_b: Path) -> dict:
 
 
 def show(value: Any) -> str:
+    """A config value as it reads in YAML/JSON (strings without quotes)."""
     return json.dumps(value) if not isinstance(value, str) else value
 
 
 def format_report(run_a: Path, run_b: Path, configs: list[dict], code: dict | None, mode: str) -> str:
+    """The human-readable report of ``edflow diff``."""
     lines = [f"A: {run_a}", f"B: {run_b}", "", f"config ({mode}):"]
     if not configs:
         lines.append("  identical")
@@ -147,6 +151,7 @@ def format_report(run_a: Path, run_b: Path, configs: list[dict], code: dict | No
 
 
 def main(argv: list[str]) -> int:
+    """Compare two runs and print the differences."""
     args = build_parser().parse_args(argv)
     from edcore.commands.runinfo import find_run
 

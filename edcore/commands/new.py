@@ -184,6 +184,7 @@ def skeleton(name: str, backend: str) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``edflow new``."""
     parser = argparse.ArgumentParser(prog="edflow new", description=__doc__.split(": ", 1)[1])
     parser.add_argument("name", metavar="NAME", help="the project folder to create; its last part is the Python "
                                                      "package name, so it must be an identifier (e.g. my_project)")
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    """Create the skeleton; an existing folder is never touched."""
     args = build_parser().parse_args(argv)
     target = Path(args.name)
     package = target.name

@@ -18,6 +18,7 @@ MAX_COLUMNS = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``edflow plot``."""
     parser = argparse.ArgumentParser(prog="edflow plot", description=__doc__.split(": ", 1)[1])
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders, or names of runs in --logdir")
     parser.add_argument("-o", "--output", default="metrics.png", metavar="FILE.png",
@@ -73,6 +74,7 @@ def make_figure(series: list) -> Any:
 
 
 def main(argv: list[str]) -> int:
+    """Plot the metrics of the given runs into one PNG."""
     args = build_parser().parse_args(argv)
     from edcore.commands.runinfo import find_run, metric_series
 

@@ -9,6 +9,7 @@ from edcore.commands import emit
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``edflow plugins``."""
     parser = argparse.ArgumentParser(prog="edflow plugins", description=__doc__.split(": ", 1)[1])
     parser.add_argument("config", nargs="?", metavar="CONFIG.yaml",
                         help="also load the plugins named in this config's plugins: and leave out its "
@@ -39,6 +40,7 @@ def marked(manager: Any, hook_name: str, plugin_name: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Build the plugin manager as a run would and describe it."""
     args = build_parser().parse_args(argv)
     from edcore.plugins import hook_order, make_plugin_manager, plugin_table
 

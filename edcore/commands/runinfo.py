@@ -135,4 +135,5 @@ def last_metrics(run: Path) -> dict[str, float]:
 
 
 def format_number(value: float) -> str:
+    """Four significant digits, or nan/inf as they are."""
     return f"{value:.4g}" if math.isfinite(value) else str(value)

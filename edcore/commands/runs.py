@@ -14,6 +14,7 @@ REASON_STATUS = {"final": "finished", "interrupt": "interrupted", "exception": "
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``edflow runs``."""
     parser = argparse.ArgumentParser(prog="edflow runs", description=__doc__.split(": ", 1)[1])
     parser.add_argument("logdir", nargs="?", default="logs", metavar="LOGDIR",
                         help="the folder holding the run folders (default: logs)")
@@ -46,6 +47,7 @@ def describe_run(run: Path, logdir: Path) -> dict:
 
 
 def status_text(row: dict) -> str:
+    """The status column: ``running (PID n)`` or how the run ended."""
     if row["status"] == "running":
         return f"running (PID {row['pid']})"
     return row["status"]
@@ -67,6 +69,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Print the runs of a log folder as a table or JSON."""
     args = build_parser().parse_args(argv)
     from edcore.commands.runinfo import list_runs
 
