@@ -18,6 +18,11 @@ from edcore.errors import EXIT_USAGE, EdflowError, UsageError
 #: ``edflow <command> ...``: everyday commands, each a module with ``main(argv) -> int``.
 SUBCOMMANDS = {
     "plugins": "edcore.commands.plugins",
+    "new": "edcore.commands.new",
+    "runs": "edcore.commands.runs",
+    "diff": "edcore.commands.diff",
+    "plot": "edcore.commands.plot",
+    "completion": "edcore.commands.completion",
 }
 
 DESCRIPTION = """\
@@ -40,6 +45,12 @@ config overrides:
 
 commands:
   edflow plugins        list the plugins, their hooks and the order in which they are called
+  edflow new NAME       create a project skeleton that trains out of the box (--backend torch|tf)
+  edflow runs [LOGDIR]  list the runs: start time, status, latest checkpoint, last metrics (--json)
+  edflow diff A B       compare two runs: effective configs (with origins) and code snapshots
+  edflow plot RUN ...   plot the logged metrics of one or more runs into a PNG (needs matplotlib)
+  edflow completion bash
+                        print a bash completion script: eval "$(edflow completion bash)"
 
 exit codes: 0 success, 1 failure at run time, 2 usage or config error, 128+N interrupted by signal N (130 for
 Ctrl-C, 143 for SIGTERM) after writing a checkpoint.

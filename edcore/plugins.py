@@ -28,6 +28,7 @@ BUILTIN_PLUGINS = (
     ("core.retention", "edcore.builtin.checkpointing", "Retention"),
     ("core.metrics", "edcore.builtin.logging", "MetricsLogger"),
     ("core.tensorboard", "edcore.builtin.tensorboard", "TensorBoardLogger"),
+    ("core.status", "edcore.builtin.status", "RunStatus"),
 )
 
 #: Set to 1 to skip entry-point plugins (tests and reproducibility runs choose their plugins exactly).

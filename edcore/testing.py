@@ -10,6 +10,17 @@ edcore makes its fixtures available). Fixtures:
 ``hook_recorder``
     A :class:`HookRecorder` plugin: pass it to ``run_in_process(plugins=[recorder])`` and inspect
     ``recorder.calls`` (every hook call with a summary of its arguments) afterwards.
+
+``edflow_train``
+    Runs a tiny real training (the toy regression below, or your own files) in a temporary folder with the given
+    plugins and config, and returns a :class:`Training`: the run folder, the exit code and a :class:`HookRecorder`
+    holding every hook call with its arguments::
+
+        def test_my_plugin_logs(edflow_train):
+            training = edflow_train(plugins=[MyPlugin()], config={"num_steps": 4, "my_plugin": {"every": 2}})
+            assert training.returncode == 0
+            assert [args["global_step"] for args in training.calls.arguments("edflow_log")] == [1, 2, 4]
+            assert (training.run / "train" / "my_plugin.txt").exists()
 """
 from __future__ import annotations
 
@@ -167,8 +178,58 @@ class EdflowProject:
         return sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "debug") if folder.is_dir() else []
 
     def metrics(self, run: Path) -> list[dict]:
+        """The records of ``run``'s ``train/metrics.jsonl``."""
         path = run / "train" / "metrics.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def train(self, *args: str, plugins: Iterable[Any] = (), config: dict | None = None,
+              files: dict[str, str] | None = None, drop: Iterable[str] = (), autoload: bool = True) -> "Training":
+        """Train in this process: the toy project (or ``files`` plus ``config`` as the whole config) with
+        ``plugins`` registered last and a :class:`HookRecorder` recording every hook call.
+
+        ``config`` is merged over :data:`TOY_CONFIG` unless ``files`` are given; ``args`` are further ``edflow``
+        arguments (``-n NAME``, ``--key value``). ``autoload=False`` leaves out the installed entry-point plugins.
+        """
+        if files is None:
+            config_path = self.toy(drop=drop, **(config or {}))
+        else:
+            self.write(files)
+            config_path = self.config("train.yaml", **(config or {}))
+        recorder = HookRecorder(providers=True)
+        before = set(self.runs())
+        environment = {} if autoload else {"EDFLOW_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        with _environment(environment):
+            code = self.run_in_process("-t", config_path.name, *args, plugins=[*plugins, recorder])
+        created = [run for run in self.runs() if run not in before]
+        return Training(run=created[-1] if created else None, returncode=code, calls=recorder, project=self)
+
+
+@dataclass
+class Training:
+    """What :meth:`EdflowProject.train` (the ``edflow_train`` fixture) returns."""
+
+    run: Path | None  # the new run folder (None when the run failed before creating it)
+    returncode: int
+    calls: "HookRecorder"  # every hook call, providers included
+    project: EdflowProject
+
+    def metrics(self) -> list[dict]:
+        """The records of ``train/metrics.jsonl``."""
+        return self.project.metrics(self.run) if self.run is not None else []
+
+
+@contextlib.contextmanager
+def _environment(values: dict) -> Iterator[None]:
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
@@ -191,14 +252,29 @@ def _summary(value: Any) -> Any:
 
 
 class HookRecorder:
-    """Records every hook call: ``calls`` is a list of ``(hook name, {argument: summary})``.
+    """Records every hook call: ``calls`` is a list of ``(hook name, {argument: summary})``, ``arguments(hook)``
+    gives the arguments themselves.
 
-    Per-step arguments are summarized (``feeds`` and ``batch`` by their keys); ``steps`` lists
-    ``(hook, global_step)`` for the per-step hooks only.
+    Summaries are small and comparable (``feeds`` and ``batch`` by their keys); the recorded arguments keep the
+    values, with their dicts and lists copied at the time of the call (leaves such as arrays are not copied), so a
+    later change by another plugin does not show. ``steps`` lists ``(hook, global_step)`` for the per-step hooks.
+
+    With ``providers=True`` the provider hooks (dataset, batches, model, iterator, distributed, config schema) are
+    recorded too; the recorder answers ``None`` there, so the real providers still provide.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, providers: bool = False) -> None:
         self.calls: list[tuple[str, dict]] = []
+        self.values: list[tuple[str, dict]] = []
+        if providers:
+            import types
+
+            for name in PROVIDER_HOOKS:
+                setattr(self, name, types.MethodType(_recording(name, _argnames(name)), self))
+
+    def arguments(self, hook_name: str) -> list[dict]:
+        """The arguments of every call of ``hook_name``, in call order."""
+        return [args for name, args in self.values if name == hook_name]
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -208,7 +284,10 @@ class HookRecorder:
                 if name in ("edflow_before_step", "edflow_after_step")]
 
     def _record(self, name: str, **kwargs: Any) -> None:
+        from edcore.iterator import copy_structure
+
         self.calls.append((name, {key: _summary(value) for key, value in kwargs.items()}))
+        self.values.append((name, {key: copy_structure(value) for key, value in kwargs.items()}))
 
 
 def _recording(hook_name: str, argnames: list[str]) -> Any:
@@ -222,17 +301,25 @@ def _recording(hook_name: str, argnames: list[str]) -> Any:
     return hookimpl(namespace[hook_name])
 
 
+#: Hooks that answer with a value; recorded only by ``HookRecorder(providers=True)``.
+PROVIDER_HOOKS = ("edflow_config_schema", "edflow_distributed", "edflow_dataset", "edflow_batches", "edflow_model",
+                  "edflow_iterator")
+
+
+def _argnames(hook_name: str) -> list[str]:
+    import inspect
+
+    from edcore import hookspecs
+
+    return list(inspect.signature(getattr(hookspecs, hook_name)).parameters)
+
+
 def _install_recorders() -> None:
     from edcore import hookspecs
 
     for name in dir(hookspecs):
-        if name.startswith("edflow_") and name not in ("edflow_dataset", "edflow_model", "edflow_iterator",
-                                                        "edflow_batches", "edflow_distributed",
-                                                        "edflow_config_schema"):
-            spec = getattr(hookspecs, name)
-            import inspect
-
-            setattr(HookRecorder, name, _recording(name, list(inspect.signature(spec).parameters)))
+        if name.startswith("edflow_") and name not in PROVIDER_HOOKS:
+            setattr(HookRecorder, name, _recording(name, _argnames(name)))
 
 
 _install_recorders()
@@ -255,4 +342,11 @@ if pytest is not None:
 
     @pytest.fixture
     def hook_recorder() -> HookRecorder:
+        """A plugin that records every hook call (pass it in ``plugins=``)."""
         return HookRecorder()
+
+    @pytest.fixture
+    def edflow_train(edflow_project: EdflowProject) -> Any:
+        """``edflow_train(plugins=[...], config={...})``: a tiny real training in a temporary folder; returns a
+        :class:`Training` (run folder, exit code, every hook call with its arguments)."""
+        return edflow_project.train
