@@ -82,6 +82,28 @@ class TemplateIterator(edcore.TemplateIterator):
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
 
+    def state(self) -> dict:
+        """The core's loop state, plus the number of processes that shared the data position."""
+        from edflow_torch.distributed import world
+
+        return {**super().state(), "world_size": world()[1]}
+
+    def load_state(self, state: Mapping) -> None:
+        """Restore the loop state; a run resumed with another number of processes continues at the same example.
+
+        Rank ``r`` takes every ``world_size``-th example of the epoch order, so after ``p`` batches all ranks
+        together have used exactly the first ``p * batch_size * world_size`` examples of it.
+        """
+        from edflow_torch.distributed import world
+
+        super().load_state(state)
+        saved, now = int(state.get("world_size", 1)), world()[1]
+        if saved != now and self._position:
+            position = self._position * saved // now
+            log.info("checkpoint written by %d processes, resumed with %d: batch %d of epoch %d becomes batch %d",
+                     saved, now, self._position, self._epoch, position)
+            self._position = position
+
     def _stateful(self) -> dict[str, dict[str, Any]]:
         """The iterator's attributes that hold state, by kind."""
         groups: dict[str, dict[str, Any]] = {"modules": {}, "optimizers": {}, "schedulers": {}, "scalers": {}}

@@ -1,9 +1,11 @@
 """A tiny torch project (4 features, 2 classes, dropout, Adam and a scheduler) that every test trains for real."""
+import os
+import subprocess
 import sys
 
 import pytest
 from edcore import hookimpl
-from edcore.testing import EdflowProject
+from edcore.testing import EdflowProject, Outcome
 
 TINY_PACKAGE = {
     "tiny/__init__.py": "",
@@ -82,13 +84,40 @@ TINY_PACKAGE = {
 
                 def log_op():
                     self._trace("log_op", model, x, logits, index)
-                    return {"scalars": {"loss": loss, "accuracy": (logits.argmax(1) == y).float().mean()}}
+                    return {"scalars": {"loss": loss, "accuracy": (logits.argmax(1) == y).float().mean(),
+                                        "rank": float(os.environ.get("RANK", 0))}}  # averaged: 0.5 on 2 ranks
 
                 def eval_op():
                     self._trace("eval_op", model, x, logits, index)
                     return {"prediction": logits.argmax(1)}
 
                 return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}
+    ''',
+    "tiny/ranks.py": '''
+        import json
+        import os
+
+        import torch
+        from edcore import hookimpl
+
+
+        class RankRecorder:
+            """Writes what each rank trained on and its final weights into the folder $TINY_RANKS."""
+
+            def __init__(self):
+                self.indices = []
+
+            @hookimpl
+            def edflow_after_step(self, global_step, feeds):
+                self.indices.append([global_step, feeds["index"].tolist()])
+
+            @hookimpl
+            def edflow_after_training(self, iterator, status):
+                folder, rank = os.environ["TINY_RANKS"], os.environ.get("RANK", "0")
+                model = getattr(iterator.model, "module", iterator.model)  # inside DistributedDataParallel
+                torch.save(model.state_dict(), os.path.join(folder, f"weights_{rank}.pt"))
+                with open(os.path.join(folder, f"indices_{rank}.json"), "w") as stream:
+                    json.dump({"indices": self.indices, "ddp": type(iterator.model).__name__}, stream)
     ''',
 }
 
@@ -108,6 +137,14 @@ TINY_CONFIG = {
 
 class TorchProject(EdflowProject):
     """An :class:`EdflowProject` holding the tiny torch package."""
+
+    def torchrun(self, nproc, *args, timeout=300, env=None):
+        """``torchrun --standalone --nproc_per_node=N -m edcore ARGS`` (a free port, so parallel runs never clash)."""
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                   "-m", "edcore", *map(str, args)]
+        result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        return Outcome(["torchrun", *map(str, args)], result.returncode, result.stdout, result.stderr, self.path)
 
     def tiny(self, name="train.yaml", drop=(), torch=None, **overrides):
         """Write the package and a config: TINY_CONFIG with ``overrides`` (``torch`` merges into its section)."""
