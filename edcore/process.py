@@ -407,8 +407,9 @@ def _after_failure(iterator: Iterator, checkpointer: Checkpointer, manager: Plug
         return
     if iterator.get_global_step() > start:
         try:
-            checkpointer.save("exception")
-            log.warning("wrote a checkpoint of global step %d before reporting the error", iterator.get_global_step())
+            if checkpointer.save("exception") is not None:  # None: checkpointing is off, or not rank 0
+                log.warning("wrote a checkpoint of global step %d before reporting the error",
+                            iterator.get_global_step())
         except Exception as save_err:  # the original error matters more
             log.warning("could not write a checkpoint after the error: %s", describe_exception(save_err))
     try:

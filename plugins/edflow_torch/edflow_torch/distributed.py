@@ -25,6 +25,8 @@ class TorchDistributed:
         self.backend = backend
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
+        # Stop flags travel on the CPU: a flag through NCCL would force a device sync every step.
+        self.cpu_group = dist.new_group(backend="gloo") if backend == "nccl" else None
 
     def broadcast(self, obj: Any) -> Any:
         box = [obj]
@@ -43,6 +45,24 @@ class TorchDistributed:
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
         values /= self.world_size
         return dict(zip(names, values.tolist()))
+
+    def stop_together(self, runtime: Any, after_step: Any) -> Any:
+        """Wrap the loop's ``after_step`` so that every rank stops after the same step when any rank got a signal.
+
+        Without it the rank that saw SIGTERM first stops while the others block in the next step's all-reduce
+        (until torchrun kills them), and the checkpoint's step is a matter of luck.
+        """
+        flag = torch.zeros(1, dtype=torch.int32)
+        group = self.cpu_group
+
+        def after_step_on_every_rank(*args: Any) -> None:
+            if after_step is not None:
+                after_step(*args)
+            flag[0] = runtime.stop_signal
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+            runtime.stop_signal = int(flag[0])
+
+        return after_step_on_every_rank
 
     def close(self) -> None:
         if dist.is_initialized():

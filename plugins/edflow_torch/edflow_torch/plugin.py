@@ -80,6 +80,10 @@ class TorchPlugin:
     @hookimpl
     def edflow_before_training(self, iterator):
         self._activate(iterator)
+        if self.distributed is not None and self.distributed.world_size > 1:
+            # Done here rather than as an edflow_after_step hook: single-process runs pay nothing per step.
+            runtime = iterator.runtime
+            runtime.after_step = self.distributed.stop_together(runtime, runtime.after_step)
 
     @hookimpl
     def edflow_before_evaluation(self, iterator, global_step, eval_dir):

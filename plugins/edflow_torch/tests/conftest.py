@@ -139,11 +139,9 @@ class TorchProject(EdflowProject):
     """An :class:`EdflowProject` holding the tiny torch package."""
 
     def torchrun(self, nproc, *args, timeout=300, env=None):
-        """``torchrun --standalone --nproc_per_node=N -m edcore ARGS`` (a free port, so parallel runs never clash)."""
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                   "-m", "edcore", *map(str, args)]
-        result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        """``torchrun --standalone --nproc_per_node=N -m edcore ARGS``."""
+        result = subprocess.run(torchrun_command(nproc, *args), cwd=self.path, capture_output=True, text=True,
+                                timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         return Outcome(["torchrun", *map(str, args)], result.returncode, result.stdout, result.stderr, self.path)
 
     def tiny(self, name="train.yaml", drop=(), torch=None, **overrides):
@@ -152,6 +150,12 @@ class TorchProject(EdflowProject):
         values = {**TINY_CONFIG, **overrides}
         values["torch"] = {**TINY_CONFIG["torch"], **(torch or {})}
         return self.config(name, **{key: value for key, value in values.items() if key not in drop})
+
+
+def torchrun_command(nproc, *args):
+    """torchrun with a free port (``--standalone``), so that parallel test runs never clash."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "edcore", *map(str, args)]
 
 
 @pytest.fixture

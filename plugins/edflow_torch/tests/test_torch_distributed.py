@@ -1,8 +1,13 @@
 """Data-parallel training with torchrun on the CPU (gloo, 2 processes): one model, one run folder."""
 import json
+import os
+import signal
+import subprocess
+import time
 
 import torch
 import yaml
+from conftest import torchrun_command
 from edcore.batching import epoch_indices
 from edcore.checkpoint import CheckpointStore
 
@@ -70,3 +75,29 @@ def test_a_checkpoint_resumes_with_a_different_number_of_processes(torch_project
     assert "checkpoint written by 2 processes, resumed with 1" in outcome.stderr
     assert trained_examples(rank_files(tmp_path, 0)[1], 9, 11) == order[1][8:16]
     assert [c.step for c in CheckpointStore(run / "train" / "checkpoints").published()] == [6, 8, 9, 11]
+
+
+def test_sigterm_to_torchrun_stops_every_rank_after_the_same_step(torch_project, tmp_path):
+    torch_project.tiny(num_steps=10**6, log_freq=10**5, ckpt_freq=50, plugins=["tiny.ranks.RankRecorder"])
+    process = subprocess.Popen(torchrun_command(2, "-t", "train.yaml"), cwd=torch_project.path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "TINY_RANKS": str(tmp_path)})
+    try:
+        deadline = time.monotonic() + 240
+        while not any(torch_project.path.glob("logs/*/train/checkpoints/latest")):  # training is under way
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)  # to torchrun's PID only, as a scheduler does; it tells the ranks
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+
+    (run,) = torch_project.runs()
+    latest = CheckpointStore(run / "train" / "checkpoints").latest()
+    assert latest.manifest["reason"] == "interrupt", output
+    assert output.count(f"interrupted at global step {latest.step};") == 2  # both ranks, the same step
+    assert "forcefully exiting" not in output  # no rank was left blocked until torchrun killed it
+    weights = [rank_files(tmp_path, rank)[0] for rank in (0, 1)]
+    saved = torch.load(latest.path / "torch_state.pt", weights_only=True)["model"]
+    assert all(torch.equal(value, weights[1][name]) and torch.equal(value, saved[name])
+               for name, value in weights[0].items())
