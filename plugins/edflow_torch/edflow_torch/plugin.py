@@ -111,6 +111,7 @@ class TorchPlugin:
     def edflow_after_training(self, iterator, status):
         self.device = None
         if self.distributed is not None:
+            self.distributed.release_signals()
             if status != "failed":
                 # The other ranks finish only once rank 0 has published the final checkpoint.
                 self.distributed.barrier()
