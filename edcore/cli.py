@@ -220,6 +220,9 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
     from edcore.process import SingleProcess, setup_logging
 
     dist = manager.hook.edflow_distributed(config=(train_config or eval_configs[0][1]).data) or SingleProcess()
+    if dist.world_size > 1 and train_config is not None:
+        # Each process drew its own seed in prepare(); the data order must be rank 0's on every rank.
+        train_config.set("seed", dist.broadcast(train_config.get("seed")), train_config.origin(("seed",)))
     if training:
         assert train_config is not None
         if project is None:
@@ -227,7 +230,12 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         elif dist.rank == 0:
             project.write_config("train", train_config, now)
             project.record_invocation(argv, "train", _plugin_rows(manager))
-        setup_logging(project.train / "log.txt" if dist.rank == 0 else None, args.debug, "train")
+        if dist.rank == 0:
+            setup_logging(project.train / "log.txt", args.debug, "train")
+        elif not args.debug:  # rank 0 reports for all; the others only warn
+            setup_logging(None, args.debug, f"train rank {dist.rank}").setLevel("WARNING")
+        else:
+            setup_logging(None, args.debug, f"train rank {dist.rank}")
         for warning in getattr(train_config, "warnings", []):
             import logging
 

@@ -202,8 +202,9 @@ def edflow_log(global_step, logs, mode):
     already flattened (nested names joined with ``/``) and turned into Python floats by the core, once, on logged
     steps only; other entries are passed as the op returned them (they may be framework tensors). ``global_step`` is
     the number of completed steps, as in ``edflow_after_step``. ``mode`` is ``"train"`` or ``"eval"``. The built-in
-    loggers write the scalars to the console, ``train/metrics.jsonl`` and TensorBoard. Backends may wrap this hook
-    (``wrapper=True``), e.g. to average the scalars across ranks in distributed runs before rank 0 writes them.
+    loggers write the scalars to the console, ``train/metrics.jsonl`` and TensorBoard. In distributed runs the core
+    first averages the scalars across ranks (``all_reduce_mean`` of :func:`edflow_distributed`) and then calls this
+    hook on rank 0 only.
     """
 
 

@@ -136,9 +136,10 @@ class SingleProcess:
 class Runtime:
     """The per-run settings and callbacks the loop reads; bound once before the first step."""
 
-    def __init__(self, manager: PluginManager, mode: str, config: dict) -> None:
+    def __init__(self, manager: PluginManager, mode: str, config: dict, dist: Any = None) -> None:
         self.mode = mode
         self.manager = manager
+        self.dist = dist or SingleProcess()
         self.before_step = bind_step_hook(manager, "edflow_before_step")
         self.after_step = bind_step_hook(manager, "edflow_after_step")
         epoch_hooks = manager.hook
@@ -162,6 +163,11 @@ class Runtime:
             return
         prepared = dict(logs)
         prepared["scalars"] = flatten_scalars(logs.get("scalars") or {})
+        if self.dist.world_size > 1:
+            # Every rank logs at the same steps, so all take part in the average; only rank 0 writes it.
+            prepared["scalars"] = self.dist.all_reduce_mean(prepared["scalars"])
+            if self.dist.rank != 0:
+                return
         call_hook(self.manager, "edflow_log", global_step=global_step, logs=prepared, mode=self.mode)
         if self.progress is not None and prepared["scalars"]:
             shown = list(prepared["scalars"].items())[:4]
@@ -302,7 +308,7 @@ def run_training(*, config: Config, manager: PluginManager, project: Any, dist: 
     """Run one training process; return its exit code (0, or 128 + signal number when interrupted)."""
     dist = dist or SingleProcess()
     data = config.data
-    runtime = Runtime(manager, "train", data)
+    runtime = Runtime(manager, "train", data, dist)
     signals = SignalHandler(runtime)
     signals.install()
     if on_runtime is not None:
@@ -401,8 +407,9 @@ def _after_failure(iterator: Iterator, checkpointer: Checkpointer, manager: Plug
         return
     if iterator.get_global_step() > start:
         try:
-            checkpointer.save("exception")
-            log.warning("wrote a checkpoint of global step %d before reporting the error", iterator.get_global_step())
+            if checkpointer.save("exception") is not None:  # None: checkpointing is off, or not rank 0
+                log.warning("wrote a checkpoint of global step %d before reporting the error",
+                            iterator.get_global_step())
         except Exception as save_err:  # the original error matters more
             log.warning("could not write a checkpoint after the error: %s", describe_exception(save_err))
     try:

@@ -128,7 +128,9 @@ def _expectation(schema: Mapping, root: Mapping) -> str:
         return " or ".join(_expectation(branch, root) for branch in schema.get("anyOf", schema.get("oneOf")))
     if "enum" in schema:
         return "one of " + ", ".join(repr(v) for v in schema["enum"])
-    if "pattern" in schema and "description" in schema and "dotted" in schema["description"]:
+    if "const" in schema:
+        return repr(schema["const"])
+    if "pattern" in schema and "description" in schema:  # a pattern means nothing to most readers; its description does
         return schema["description"]
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else list(types)
@@ -148,7 +150,7 @@ def _expectation(schema: Mapping, root: Mapping) -> str:
 def _describe(config: Config, error: Any, root: Mapping) -> str:
     keypath = tuple(error.absolute_path)
     if error.validator in ("anyOf", "oneOf") and error.context:
-        deeper = [e for e in error.context if e.validator not in ("type", "minimum", "pattern", "enum") or e.absolute_path != error.absolute_path]
+        deeper = [e for e in error.context if e.validator not in ("type", "minimum", "pattern", "enum", "const") or e.absolute_path != error.absolute_path]
         if deeper:
             return _describe(config, deeper[0], root)
         return f"{config.where(keypath)}: expected {_expectation(error.schema, root)}, found {_found(error.instance)}."

@@ -80,6 +80,10 @@ class TorchPlugin:
     @hookimpl
     def edflow_before_training(self, iterator):
         self._activate(iterator)
+        if self.distributed is not None and self.distributed.world_size > 1:
+            # Done here rather than as an edflow_after_step hook: single-process runs pay nothing per step.
+            runtime = iterator.runtime
+            runtime.after_step = self.distributed.stop_together(runtime, runtime.after_step)
 
     @hookimpl
     def edflow_before_evaluation(self, iterator, global_step, eval_dir):
@@ -103,17 +107,16 @@ class TorchPlugin:
         if self.device is not None:
             to_device(feeds, self.device, self.float_dtype)
 
-    @hookimpl(wrapper=True)
-    def edflow_log(self, global_step, logs, mode):
-        if self.distributed is not None and self.distributed.world_size > 1 and logs.get("scalars"):
-            logs["scalars"] = self.distributed.all_reduce_mean(logs["scalars"])
-            if self.distributed.rank != 0:
-                return None  # only rank 0 writes logs; the others took part in the average
-        return (yield)
-
     @hookimpl
     def edflow_after_training(self, iterator, status):
         self.device = None
+        if self.distributed is not None:
+            self.distributed.release_signals()
+            if status != "failed":
+                # The other ranks finish only once rank 0 has published the final checkpoint.
+                self.distributed.barrier()
+            self.distributed.close()
+            self.distributed = None
 
 
 def to_device(feeds: Any, device: Any, float_dtype: Any) -> None:

@@ -21,6 +21,8 @@ SCHEMA = {
         "float_dtype": {"enum": ["float32", "float64", "keep"],
                         "description": "dtype that float64 feeds are cast to (default float32)"},
         "deterministic": {"type": "boolean", "description": "torch.use_deterministic_algorithms"},
+        "num_threads": {"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}],
+                        "description": "CPU threads of torch's operators (torch.set_num_threads); auto: torch's default"},
         "ddp": {
             "type": "object",
             "additionalProperties": False,
@@ -42,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "prefetch_factor": None,
     "float_dtype": "float32",
     "deterministic": False,
+    "num_threads": "auto",
     "ddp": {"backend": "auto", "find_unused_parameters": False},
 }
 
