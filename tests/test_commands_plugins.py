@@ -61,7 +61,7 @@ def test_builtin_entry_point_and_config_plugins_with_their_origins(edflow_projec
     assert order["edflow_after_training"] == [
         "stepcount.StepCount", "torch", "csv_metrics", "core.status", "core.tensorboard", "core.metrics"]
     assert order["edflow_batches"] == ["torch", "core.batching"]
-    assert report["hook_order"]["edflow_log"][0] == "torch (wrapper)"
+    assert order["edflow_log"][0] == "csv_metrics" and order["edflow_log"][-1] == "core.metrics"
 
     text = edflow_project.run("plugins", "train.yaml", timeout=120).assert_success().stdout
     assert re.search(r"core\.providers +built-in\n +hooks: dataset, iterator, model\n", text)
