@@ -68,7 +68,7 @@ def test_builtin_entry_point_and_config_plugins_with_their_origins(edflow_projec
     assert re.search(r"torch +edflow-torch [\d.]+, entry point torch = edflow_torch.plugin:TorchPlugin", text)
     assert re.search(r"stepcount\.StepCount +config plugins: stepcount\.StepCount\n +hooks: after_training", text)
     assert re.search(r"\n  edflow_batches: torch, (.+, )?core\.batching \(trylast\)\n", text)
-    assert re.search(r"\n  edflow_log: torch \(wrapper\), (.+, )?csv_metrics, core\.tensorboard, core\.retention, "
+    assert re.search(r"\n  edflow_log: (.+, )?csv_metrics, core\.tensorboard, core\.retention, "
                      r"core\.metrics \(trylast\)\n", text)
 
 
