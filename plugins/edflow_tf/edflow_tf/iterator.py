@@ -77,11 +77,15 @@ class TemplateIterator(edcore.TemplateIterator):
         def replicated(inputs: dict) -> Any:
             return run_on_replicas(strategy, function, inputs)
 
-        # Distributed runs always trace: eager strategy.run executes the replicas one after the other.
-        replicated = tf.function(replicated, reduce_retracing=True)
+        # Distributed runs always trace (eager strategy.run executes the replicas one after the other), except the
+        # first call: optimizers make their slots lazily, which a traced replica function cannot do.
+        compiled = tf.function(replicated, reduce_retracing=True)
+        calls = []
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return replicated(split_for_replicas(strategy, {"args": args, "kwargs": kwargs}))
+            inputs = split_for_replicas(strategy, {"args": args, "kwargs": kwargs})
+            calls.append(None)
+            return compiled(inputs) if len(calls) > 1 else replicated(inputs)
 
         return call
 
@@ -107,6 +111,8 @@ class TemplateIterator(edcore.TemplateIterator):
         checkpoint.write(os.path.join(path, STATE_PREFIX))
         described = {name: {"kind": _kind(obj), "variables": len(_keras_variables(obj) or ())}
                      for name, obj in objects.items()}
+        for name, optimized in _optimized_variables(objects).items():
+            described[name]["optimizes"] = optimized
         with open(os.path.join(path, OBJECTS_FILE), "w", encoding="utf-8") as stream:
             json.dump({"format": 1, "objects": described}, stream)
 
@@ -135,6 +141,7 @@ class TemplateIterator(edcore.TemplateIterator):
             if name not in saved:
                 log.warning("%s '%s' is not in the checkpoint; it keeps its fresh state", _kind(obj), name)
             elif _keras_variables(obj) is not None:
+                self._build_optimizer(name, obj, saved[name].get("optimizes"), current)
                 _restore_keras(name, obj, saved[name]["variables"], reader)
             else:
                 native[name] = obj
@@ -146,6 +153,22 @@ class TemplateIterator(edcore.TemplateIterator):
                 raise CheckpointError(f"the checkpoint does not fit {', '.join(native)} (a checkpoint of another "
                                       f"model?): {' '.join(str(err).split())[:600]}") from err
             status.expect_partial()  # variables a tf.Module creates later are restored when they are created
+
+
+    def _build_optimizer(self, name: str, optimizer: Any, optimizes: list | None, current: Mapping) -> None:
+        """Make the slots of an optimizer that has not run yet, for the variables it optimized when it was saved,
+        so that they can be restored now (and, with a strategy, mirrored in its scope)."""
+        import keras
+
+        if not isinstance(optimizer, keras.optimizers.Optimizer) or optimizer.built or not optimizes:
+            return
+        try:
+            variables = [_keras_variables(current[owner])[index] for owner, index in optimizes]
+        except (KeyError, IndexError, TypeError) as err:
+            raise CheckpointError(f"optimizer '{name}' optimized variables the iterator does not have now "
+                                  f"({optimizes}); a checkpoint of another model?") from err
+        with self.strategy.scope(), tf.device(self.device):
+            optimizer.build(variables)
 
 
 class _VariableList(tf.__internal__.tracking.AutoTrackable):
@@ -176,35 +199,36 @@ def _checkpointable(obj: Any) -> Any:
     return obj if variables is None else _VariableList(variables)
 
 
-def _restore_keras(name: str, obj: Any, count: int, reader: Any) -> None:
-    """Assign the saved variables of a Keras object; an optimizer that has not made its slots yet gets them
-    assigned right after it makes them (at its first step)."""
+def _optimized_variables(objects: Mapping) -> dict[str, list]:
+    """For each built Keras optimizer: the variables it optimizes, as ``[owner name, index in its .variables]``."""
     import keras
 
+    where = {}
+    for name, obj in objects.items():
+        for index, variable in enumerate(_keras_variables(obj) or ()):
+            where.setdefault(id(variable), [name, index])
+    optimized = {}
+    for name, obj in objects.items():
+        if isinstance(obj, keras.optimizers.Optimizer) and obj.built:
+            # Keras keeps the list its optimizer was built for only here (set by Optimizer.build)
+            variables = getattr(obj, "_trainable_variables", None) or []
+            optimized[name] = [where.get(id(variable)) for variable in variables]
+            if None in optimized[name]:
+                del optimized[name]  # it optimizes variables outside the checkpoint: it cannot be rebuilt early
+    return optimized
+
+
+def _restore_keras(name: str, obj: Any, count: int, reader: Any) -> None:
+    """Assign the saved variables of a Keras object (an optimizer's slots must exist: see ``_build_optimizer``)."""
     variables = _keras_variables(obj)
-    values = [reader.get_tensor(f"{name}/variables/{i}/.ATTRIBUTES/VARIABLE_VALUE") for i in range(count)]
-    if len(variables) == count:
-        _assign(name, variables, values)
-        return
-    if isinstance(obj, keras.optimizers.Optimizer) and not obj.built:
-        build = obj.build
-
-        def build_then_restore(var_list: Any) -> None:
-            build(var_list)
-            del obj.build  # back to the class's method
-            with tf.init_scope():  # eagerly, also when the first step is being traced by tf.function
-                _assign(name, list(obj.variables), values)
-
-        obj.build = build_then_restore
-        return
-    if not variables:
+    if not variables and count:
         raise CheckpointError(
             f"'{name}' has no variables yet but the checkpoint holds {count}: build the model when it is made "
             f"(e.g. with keras.Input in a Sequential, or self.build(input_shape) in __init__) so its weights exist "
             f"when the checkpoint is restored."
         )
-    raise CheckpointError(f"'{name}' has {len(variables)} variables but the checkpoint holds {count} (a checkpoint "
-                          f"of another model?).")
+    values = [reader.get_tensor(f"{name}/variables/{i}/.ATTRIBUTES/VARIABLE_VALUE") for i in range(count)]
+    _assign(name, variables, values)
 
 
 def _assign(name: str, variables: list, values: list) -> None:
