@@ -12,6 +12,7 @@ from tf_helpers import tf_project
 def reference_run(tmp_path_factory) -> tuple[EdflowProject, Path]:
     """One uninterrupted 20-step training run of the TF project, shared by every test that compares with it."""
     project = tf_project(tmp_path_factory.mktemp("tf_reference"))
-    project.run("-t", "train.yaml", env={"PROBE_FILE": str(project.path / "probe.jsonl")}, timeout=300).assert_success()
+    outcome = project.run("-t", "train.yaml", env={"PROBE_FILE": str(project.path / "probe.jsonl")}, timeout=300)
+    (project.path / "output.txt").write_text(outcome.assert_success().output)
     (run,) = project.runs()
     return project, run

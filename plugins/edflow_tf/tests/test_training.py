@@ -5,7 +5,7 @@ import json
 import numpy as np
 import yaml
 from edcore.batching import epoch_indices
-from tf_helpers import probe_records, saved_config
+from tf_helpers import probe_records, saved_config, tf_project
 
 
 def test_template_contract_trains_and_logs(reference_run):
@@ -63,3 +63,17 @@ def test_evaluation_calls_the_model_with_training_false(reference_run):
     records = probe_records(eval_dir / "eval.jsonl")  # written into the evaluation folder, its root
     assert [r["step"] for r in records] == [20] * 4 and all(r["type"] == "EagerTensor" for r in records)
     assert sum((r["index"] for r in records), []) == list(range(64))  # evaluation never shuffles
+
+
+def test_tensorflow_start_up_chatter_is_quiet_by_default_and_shown_with_debug(reference_run, tmp_path):
+    from edflow_tf.settings import _CHATTER
+
+    def chatter(text):
+        return [line for line in text.splitlines() if _CHATTER.match(line.encode())]
+
+    project, _run = reference_run
+    quiet = (project.path / "output.txt").read_text()
+    assert not chatter(quiet) and "oneDNN" not in quiet and "[train] step 20" in quiet
+    debug = tf_project(tmp_path).run("-t", "train.yaml", "-d", "--progress", "false", timeout=300).assert_success()
+    assert chatter(debug.output), debug.output  # TensorFlow's own info lines, as it prints them
+    assert (tmp_path / "logs" / "debug").is_dir()
