@@ -20,7 +20,8 @@ class Iterator(TemplateIterator):
         with tf.GradientTape() as tape:
             logits = self.model(image, training=True)
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(label, logits, from_logits=True))
-        gradients = tape.gradient(loss, self.model.trainable_variables)
+            replica_loss = loss / self.num_replicas  # with a strategy, the replicas' gradients are summed
+        gradients = tape.gradient(replica_loss, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         return {"loss": loss, "accuracy": accuracy(logits, label)}
 
