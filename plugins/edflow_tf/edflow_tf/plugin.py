@@ -44,12 +44,14 @@ class TFPlugin:
     def edflow_seed(self, seed, config):
         if not uses_tf(config):
             return
-        from edflow_tf.distribute import configure_devices
+        from edflow_tf.distribute import configure_devices, make_strategy
         from edflow_tf.settings import quiet_python_loggers
 
         quiet_python_loggers()
         settings = tf_settings(config)
         configure_devices(settings)  # before anything creates a tensor: devices are fixed from then on
+        if settings["strategy"] != "default":
+            make_strategy(settings)  # MultiWorkerMirroredStrategy must exist before the first operation
         import keras
         import tensorflow as tf
 

@@ -5,7 +5,6 @@ import os
 import signal
 
 import numpy as np
-import pytest
 from edcore.checkpoint import CheckpointStore
 from tf_helpers import checkpoint_arrays, probe_records, start_edflow, tf_project, wait_for
 
@@ -47,36 +46,39 @@ def test_sigterm_then_resume_is_bit_identical_to_the_uninterrupted_run(tmp_path,
     assert_identical_final_state(run, reference)
 
 
-@pytest.mark.parametrize("point", ["save", "published"])
-def test_sigkill_during_a_checkpoint_never_leaves_one_that_loads_wrongly(tmp_path, reference_run, point):
-    """Killed while a checkpoint is being written (its files written, not yet published) or right after it was
-    published; with ``published`` the newest checkpoint is also corrupted afterwards, so resuming must fall back."""
-    _reference_project, reference = reference_run
-    project = tf_project(tmp_path)
-    marker = tmp_path / "holding"
-    process = start_edflow(project, "-t", "train.yaml", env={"PROBE_FILE": str(tmp_path / "probe.jsonl"),
-                                                            "HOLD_AT": point, "HOLD_STEP": "8",
-                                                            "HOLD_MARKER": str(marker)})
+def kill_when_held(project, point, step, tmp_path, *args):
+    """Start ``edflow ARGS``, wait until the probe holds it at ``point`` of the checkpoint of ``step``, SIGKILL it."""
+    marker = tmp_path / f"holding-{point}"
+    process = start_edflow(project, *args, env={"PROBE_FILE": str(tmp_path / "probe.jsonl"), "HOLD_AT": point,
+                                                "HOLD_STEP": str(step), "HOLD_MARKER": str(marker)})
     wait_for(marker.exists, process)
     os.kill(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
+
+
+def test_sigkill_during_or_after_a_checkpoint_write_never_leaves_one_that_loads_wrongly(tmp_path, reference_run):
+    """Killed while a checkpoint's files are written but not yet published; the resumed run is killed right after
+    a publication, and that newest checkpoint is then corrupted: resuming must fall back to the one before."""
+    _reference_project, reference = reference_run
+    project = tf_project(tmp_path)
+    kill_when_held(project, "save", 8, tmp_path, "-t", "train.yaml")
     (run,) = project.runs()
     folder = run / "train" / "checkpoints"
     store = CheckpointStore(folder)
-    steps = [c.step for c in store.published()]
-    if point == "save":
-        assert steps == [2, 4, 6] and any(p.name.startswith(".tmp-") for p in folder.iterdir())
-    else:
-        assert steps == [2, 4, 6, 8] and (folder / "latest").read_text().strip() == "0000000008"
-        data = folder / "0000000008" / "tf_state.data-00000-of-00001"
-        corrupted = bytearray(data.read_bytes())
-        corrupted[: len(corrupted) // 2] = bytes(len(corrupted) // 2)  # same size: the manifest still matches
-        data.write_bytes(bytes(corrupted))
+    assert [c.step for c in store.published()] == [2, 4, 6] and any(p.name.startswith(".tmp-") for p in folder.iterdir())
+
+    kill_when_held(project, "published", 12, tmp_path, "-p", str(run))
+    assert [c.step for c in store.published()] == [2, 4, 6, 8, 10, 12]
+    assert (folder / "latest").read_text().strip() == "0000000012"
+    assert not any(p.name.startswith(".tmp-") for p in folder.iterdir())  # the resumed run removed the torn one
+    data = folder / "0000000012" / "tf_state.data-00000-of-00001"
+    corrupted = bytearray(data.read_bytes())
+    corrupted[: len(corrupted) // 2] = bytes(len(corrupted) // 2)  # same size: the manifest still matches
+    data.write_bytes(bytes(corrupted))
 
     outcome = project.run("-p", str(run), timeout=300).assert_success()
-    if point == "published":
-        assert "falling back to the previous checkpoint" in outcome.output
-    assert "restored checkpoint" in outcome.output and "0000000006" in outcome.output
-    assert not any(p.name.startswith(".tmp-") for p in folder.iterdir())
+    assert "0000000012' cannot be restored" in outcome.output
+    assert "falling back to the previous checkpoint" in outcome.output
+    assert "restored checkpoint" in outcome.output and "0000000010 (global step 10)" in outcome.output
     assert_identical_final_state(run, reference)
     assert json.loads((folder / "0000000020" / "edcore.json").read_text())["state"]["global_step"] == 20
