@@ -78,3 +78,69 @@ def _reduce_mean(strategy: Any, value: Any) -> Any:
     if isinstance(value, (tf.Tensor, tf.Variable)) or hasattr(value, "values"):
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
     return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Workers on several machines: edcore's process-group contract on top of MultiWorkerMirroredStrategy
+
+BROADCAST_BYTES = 4096  # a run folder's path, and whatever else rank 0 shares, fits
+
+
+def cluster_from_environment() -> tuple[int, int] | None:
+    """(rank, number of workers) from ``TF_CONFIG``; None unless it describes more than one task."""
+    import json
+    import os
+
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return None
+    try:
+        spec = json.loads(text)
+        cluster, task = spec["cluster"], spec["task"]
+        chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
+        rank = int(task.get("index", 0)) + (len(chiefs) if task["type"] == "worker" else 0)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ConfigError(f"the environment variable TF_CONFIG is not a cluster description ({err}): expected "
+                          f"{{\"cluster\": {{\"worker\": [\"host:port\", ...]}}, \"task\": {{\"type\": \"worker\", "
+                          f"\"index\": 0}}}}.") from err
+    world_size = len(chiefs) + len(workers)
+    return (rank, world_size) if world_size > 1 else None
+
+
+class TFDistributed:
+    """The workers of a MultiWorkerMirroredStrategy (edcore's ``edflow_distributed`` contract): rank 0 (the chief,
+    or worker 0) writes the run folder, logs and checkpoints; the others share its decisions through all-reduces."""
+
+    def __init__(self, strategy: Any, rank: int, world_size: int) -> None:
+        self.strategy = strategy
+        self.rank = rank
+        self.world_size = world_size
+
+    def _sum(self, values: Any) -> Any:
+        per_replica = self.strategy.run(lambda: tf.identity(values))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    def broadcast(self, obj: Any) -> Any:
+        import json
+
+        payload = json.dumps(obj).encode() if self.rank == 0 else b""
+        if len(payload) > BROADCAST_BYTES:
+            raise ValueError(f"cannot share {len(payload)} bytes between workers (at most {BROADCAST_BYTES})")
+        buffer = tf.constant(list(payload.ljust(BROADCAST_BYTES, b"\0")), dtype=tf.int32)
+        replicas = self.strategy.num_replicas_in_sync // self.world_size  # local replicas add rank 0's bytes too
+        received = bytes((self._sum(buffer).numpy() // max(replicas, 1)).astype("uint8").tolist())
+        return json.loads(received.rstrip(b"\0").decode())
+
+    def barrier(self) -> None:
+        self._sum(tf.constant(0.0))
+
+    def all_reduce_mean(self, scalars: Mapping[str, float]) -> dict:
+        if not scalars:
+            return dict(scalars)
+        names = sorted(scalars)
+        values = tf.constant([float(scalars[name]) for name in names], dtype=tf.float64)
+        total = self._sum(values) / float(self.strategy.num_replicas_in_sync)
+        return dict(zip(names, total.numpy().tolist()))
+
+    def close(self) -> None:
+        pass

@@ -59,6 +59,8 @@ class TemplateIterator(edcore.TemplateIterator):
     # -- running -------------------------------------------------------------------------------------------------
 
     def run(self, fetches: Any, feeds: Mapping) -> Any:
+        # While the ops run, ``self.model`` is the same mode-aware wrapper as their ``model`` argument, as a
+        # torch model is in train() or eval() mode for the whole step.
         model = self.model
         if isinstance(model, _keras_layer_type()):
             self.model = ModeModel(model, training=self.training)  # what step_op receives as ``model``
@@ -80,12 +82,14 @@ class TemplateIterator(edcore.TemplateIterator):
         # Distributed runs always trace (eager strategy.run executes the replicas one after the other), except the
         # first call: optimizers make their slots lazily, which a traced replica function cannot do.
         compiled = tf.function(replicated, reduce_retracing=True)
-        calls = []
+        first_call = [True]
 
         def call(*args: Any, **kwargs: Any) -> Any:
             inputs = split_for_replicas(strategy, {"args": args, "kwargs": kwargs})
-            calls.append(None)
-            return compiled(inputs) if len(calls) > 1 else replicated(inputs)
+            if first_call[0]:
+                first_call[0] = False
+                return replicated(inputs)
+            return compiled(inputs)
 
         return call
 

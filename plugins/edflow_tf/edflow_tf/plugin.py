@@ -35,10 +35,34 @@ class TFPlugin:
     def __init__(self) -> None:
         self.device: str | None = None
         self.float_dtype: Any = None
+        self.distributed: Any = None
 
     @hookimpl
     def edflow_config_schema(self):
         return {"tf": SCHEMA}
+
+    @hookimpl
+    def edflow_distributed(self, config):
+        """Workers of ``tf: {strategy: multi_worker_mirrored}`` with a ``TF_CONFIG`` of several tasks."""
+        if not uses_tf(config) or tf_settings(config)["strategy"] != "multi_worker_mirrored":
+            return None
+        from edflow_tf.distribute import TFDistributed, cluster_from_environment, configure_devices, make_strategy
+
+        cluster = cluster_from_environment()
+        if cluster is None:
+            return None
+        settings = tf_settings(config)
+        configure_devices(settings)
+        self.distributed = TFDistributed(make_strategy(settings), *cluster)
+        return self.distributed
+
+    @hookimpl(wrapper=True)
+    def edflow_log(self, global_step, logs, mode):
+        """Average the logged scalars over the workers (every worker takes part; only rank 0 has log files,
+        as edflow_project_init runs on rank 0 only). A new-style wrapper must yield, so no worker skips the rest."""
+        if self.distributed is not None and logs.get("scalars"):
+            logs["scalars"] = self.distributed.all_reduce_mean(logs["scalars"])
+        return (yield)
 
     @hookimpl
     def edflow_seed(self, seed, config):

@@ -90,13 +90,15 @@ def test_step_op_gets_a_model_that_defaults_to_training_and_is_never_training_in
 
     class Mode(TemplateIterator):
         def step_op(self, model, x):
-            return {"train_op": lambda: (model(x), model(x, training=False)),
-                    "eval_op": lambda: (model(x), model(x, training=True))}
+            return {"train_op": lambda: (model(x), model(x, training=False), self.model(x)),
+                    "eval_op": lambda: (model(x), model(x, training=True), self.model(x))}
 
     x = tf.zeros((2, 3))
-    Mode({}, "", Probe()).run({"step_op": None}, {"x": x})
+    training = Mode({}, "", Probe())
+    training.run({"step_op": None}, {"x": x})
     Mode({"test_mode": True}, "", Probe()).run({"step_op": None}, {"x": x})
-    assert seen == [True, False, False, False]
+    assert seen == [True, False, True, False, False, False]
+    assert isinstance(training.model, Probe)  # outside the ops, self.model is the model itself
 
 
 def test_feeds_become_float32_tensors_on_the_device_nested_dicts_included():
