@@ -44,7 +44,7 @@ class TemplateIterator(edcore.TemplateIterator):
         super().__init__(config, root, model, **kwargs)
         settings = tf_settings(config)
         self.strategy = make_strategy(settings)
-        self.distributed = settings["strategy"] != "default"
+        self.uses_strategy = settings["strategy"] != "default"
         self.num_replicas = self.strategy.num_replicas_in_sync
         self.device = resolve_device(settings["device"])
         self.jit = settings["jit"]
@@ -72,7 +72,7 @@ class TemplateIterator(edcore.TemplateIterator):
     def compile_step(self, function: Callable) -> Callable:
         """``function`` as a step: under ``tf.function`` with ``jit``, on every replica (results averaged) with a
         distribution strategy, else as it is."""
-        if not self.distributed:
+        if not self.uses_strategy:
             return tf.function(function, reduce_retracing=True) if self.jit else function
         strategy = self.strategy
 

@@ -50,3 +50,57 @@ def test_multi_worker_mirrored_with_two_workers_on_this_machine(tmp_path):
     assert [m["global_step"] for m in metrics] == [1, 5] and all(m["replicas"] == 2 for m in metrics)
     assert (run / "train" / "checkpoints" / "latest").read_text().strip() == "0000000006"
     assert "training finished at global step 6" in outputs[1]
+
+
+EQUIVALENCE_SCRIPT = """
+import json, sys
+import keras, numpy as np, tensorflow as tf
+from edflow_tf import TemplateIterator, step_function
+from edflow_tf.distribute import configure_devices, make_strategy
+
+configure_devices({"logical_cpus": 2})
+
+class Iterator(TemplateIterator):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.optimizer = keras.optimizers.SGD(0.5)
+
+    @step_function
+    def train_step(self, x, y):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(self.model(x)[:, 0] - y))
+            replica_loss = loss / self.num_replicas
+        gradients = tape.gradient(replica_loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        return {"loss": loss}
+
+def trained(strategy):
+    with make_strategy({"strategy": strategy}).scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+        iterator = Iterator({"tf": {"strategy": strategy, "jit": True}}, "", model)
+    x = tf.constant(np.random.default_rng(1).normal(size=(8, 3)), tf.float32)
+    losses = [float(iterator.train_step(x, tf.reduce_sum(x, axis=1))["loss"]) for _ in range(3)]
+    return iterator.num_replicas, losses, [v.numpy().tolist() for v in model.trainable_variables]
+
+print(json.dumps({"default": trained("default"), "mirrored": trained("mirrored")}))
+"""
+
+
+def test_mirrored_steps_equal_the_single_device_steps_with_the_loss_divided_by_the_replicas(tmp_path):
+    """Each replica gets half of the batch, the replicas' gradients are summed by Keras and the returned loss is
+    their mean: with the README's ``loss / self.num_replicas`` the training is the single-device training."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    result = subprocess.run([sys.executable, "-c", EQUIVALENCE_SCRIPT], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    (one, single_losses, single_weights), (two, mirrored_losses, mirrored_weights) = outcome["default"], outcome["mirrored"]
+    assert (one, two) == (1, 2)
+    np.testing.assert_allclose(mirrored_losses, single_losses, rtol=1e-5)
+    for mirrored, single in zip(mirrored_weights, single_weights):
+        np.testing.assert_allclose(mirrored, single, rtol=1e-5, atol=1e-6)
