@@ -108,3 +108,21 @@ def test_feeds_become_float32_tensors_on_the_device_nested_dicts_included():
     assert feeds["x"].dtype == tf.float32 and isinstance(feeds["x"], tf.Tensor)
     assert feeds["n"].dtype == tf.int64 and feeds["nested"]["t"].dtype == tf.float32
     assert feeds["name"] == ["a", "b"] and feeds["x"].device.endswith("CPU:0")
+
+
+def test_a_tf_module_that_stores_the_config_wraps_its_lists_in_place_and_the_dump_still_works():
+    """EDFlow's bug, in the form plain tf.Module still has: the config's own lists become ListWrappers."""
+    import yaml
+    from edcore.config import dump
+
+    class Holder(tf.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.config = config
+
+    config = {"layers": [16, 8], "net": {"sizes": [1, 2]}}
+    Holder(config)
+    assert type(config["layers"]).__name__ == "ListWrapper"  # changed in place, as EDFlow's users saw
+    with pytest.raises(yaml.representer.RepresenterError):
+        yaml.safe_dump(config)
+    assert yaml.safe_load(dump(config)) == {"layers": [16, 8], "net": {"sizes": [1, 2]}}

@@ -44,7 +44,9 @@ def test_checkpoint_holds_model_optimizer_and_generators(reference_run):
 
 
 def test_config_dump_survives_a_keras_model_that_stores_it(reference_run):
-    """EDFlow's bug: the model's ``self.config = config`` turned the config's lists into wrappers YAML cannot dump."""
+    """EDFlow's bug: the model's ``self.config = config`` turned the config's lists into wrappers YAML cannot dump.
+    The project's model holds the config in a tf.Module, which wraps it in place before the checkpointer and the
+    evaluation dump it."""
     _project, run = reference_run
     config = saved_config(run)
     assert config["layers"] == [16, 8] and config["net"] == {"dropout": 0.3, "activation": "relu"}

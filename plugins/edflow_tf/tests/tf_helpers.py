@@ -39,6 +39,15 @@ TF_PROJECT = {
         import os
 
         import keras
+        import tensorflow as tf
+
+
+        class Settings(tf.Module):
+            """A plain tf.Module keeping the config: it turns the config's own lists and dicts into wrappers."""
+
+            def __init__(self, config):
+                super().__init__()
+                self.config = config
 
 
         class Net(keras.Model):
@@ -46,6 +55,7 @@ TF_PROJECT = {
 
             def __init__(self, config):
                 super().__init__()
+                self.settings = Settings(config)  # edflow dumps this config after the model exists
                 self.config = config
                 self.hidden = [keras.layers.Dense(width, activation=config["net"]["activation"])
                                for width in config["layers"]]
