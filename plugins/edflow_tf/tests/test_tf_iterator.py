@@ -126,3 +126,15 @@ def test_a_tf_module_that_stores_the_config_wraps_its_lists_in_place_and_the_dum
     with pytest.raises(yaml.representer.RepresenterError):
         yaml.safe_dump(config)
     assert yaml.safe_load(dump(config)) == {"layers": [16, 8], "net": {"sizes": [1, 2]}}
+
+
+def test_devices_auto_and_cpu_resolve_and_a_missing_gpu_is_a_config_error():
+    from edcore.errors import ConfigError
+    from edflow_tf.settings import resolve_device
+
+    assert resolve_device("cpu") == "/device:CPU:0"
+    has_gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert resolve_device("auto") == ("/device:GPU:0" if has_gpu else "/device:CPU:0")
+    if not has_gpu:
+        with pytest.raises(ConfigError, match=r"tf: \{device: gpu\} but TensorFlow sees no GPU here"):
+            resolve_device("gpu")
