@@ -15,6 +15,9 @@ from typing import Any
 
 from edcore.errors import EXIT_USAGE, EdflowError, UsageError
 
+#: Set to "1" in the environment by ``-d`` before plugins are loaded; backends read it to unmute their frameworks.
+DEBUG_ENVIRONMENT = "EDFLOW_DEBUG"
+
 #: ``edflow <command> ...``: everyday commands, each a module with ``main(argv) -> int``.
 SUBCOMMANDS = {
     "plugins": "edcore.commands.plugins",
@@ -102,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(version_text())
         return 0
+    if args.debug:
+        # Before any plugin is loaded, so backends can decide what their frameworks print (and children inherit it).
+        os.environ[DEBUG_ENVIRONMENT] = "1"
     return _guarded(lambda: run(args, extras, argv), args.debug)
 
 

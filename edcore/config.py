@@ -1,6 +1,7 @@
 """Loading, merging and overriding configs while remembering where every value came from."""
 from __future__ import annotations
 
+import collections.abc
 import copy
 import os
 import re
@@ -415,7 +416,9 @@ def apply_overrides(config: Config, overrides: Iterable[Override]) -> Config:
 def _plain(value: Any) -> Any:
     """Turn wrapper containers (Keras' ListWrapper and _DictWrapper, OrderedDict, tuples) into plain dicts and
     lists, so that a config a Keras model has touched still dumps (EDFlow's known bug)."""
-    if isinstance(value, Mapping):
+    # collections.abc, not typing: typing.Mapping does not see through TensorFlow's _DictWrapper proxy, which a
+    # tf.Module puts into the config's nested dicts in place
+    if isinstance(value, collections.abc.Mapping):
         return {_plain(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]

@@ -253,10 +253,12 @@ def default_code_root(config: dict) -> str | None:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         return None
-    if spec is None or spec.origin in (None, "built-in", "frozen"):
+    if spec is None:
         return None
-    if spec.submodule_search_locations:
+    if spec.submodule_search_locations:  # a package; a namespace package (no __init__.py) has no origin
         return list(spec.submodule_search_locations)[0]
+    if spec.origin in (None, "built-in", "frozen"):
+        return None
     return spec.origin
 
 

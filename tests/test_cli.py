@@ -116,6 +116,20 @@ def test_debug_mode_runs_a_few_steps_into_a_separate_folder(edflow_project):
     assert steps_of(run) == [5, 10]
 
 
+def test_debug_mode_is_in_the_environment_before_plugins_load(edflow_project):
+    """Backends read EDFLOW_DEBUG when they are imported, to decide what their frameworks print at import."""
+    edflow_project.toy(plugins=["debugprobe"])
+    edflow_project.write({"debugprobe.py": """
+        import os
+
+        with open("debug-env.txt", "a") as stream:
+            stream.write(os.environ.get("EDFLOW_DEBUG", "unset") + "\\n")
+    """})
+    edflow_project.run("-t", "train.yaml", "-d", env={"EDFLOW_DEBUG": ""}).assert_success()
+    edflow_project.run("-t", "train.yaml", env={"EDFLOW_DEBUG": ""}).assert_success()
+    assert (edflow_project.path / "debug-env.txt").read_text().split("\n")[:2] == ["1", ""]
+
+
 def test_config_errors_exit_2_without_traceback_or_run_folder(edflow_project):
     edflow_project.toy(batch_size=0)
     outcome = edflow_project.run("-t", "train.yaml").assert_failed(2)

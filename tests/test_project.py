@@ -112,6 +112,14 @@ def test_default_code_root_is_the_iterators_top_level_package(tmp_path, monkeypa
     assert default_code_root({"iterator": "pkg.model.Net", "code_root": "elsewhere"}) == "elsewhere"
 
 
+def test_default_code_root_of_a_namespace_package_is_its_folder(tmp_path, monkeypatch):
+    """Like ``examples.digits_tf.iterator.Iterator`` run from the repository root: ``examples`` has no __init__.py."""
+    (tmp_path / "space" / "inner").mkdir(parents=True)
+    (tmp_path / "space" / "inner" / "iterator.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert default_code_root({"iterator": "space.inner.iterator.Iterator"}) == str(tmp_path / "space")
+
+
 def test_invocations_are_recorded(tmp_path):
     project = ProjectManager.create(tmp_path, "x", NOW)
     project.record_invocation(["-t", "train.yaml"], "train", [{"name": "core.providers"}])
