@@ -266,12 +266,16 @@ class Checkpointer:
             try:
                 self.load(checkpoint)
             except CheckpointError as err:
-                failures.append(str(err))
+                failures.append((checkpoint, str(err)))
                 log.warning("%s; falling back to the previous checkpoint", err)
                 continue
+            if self.enabled:
+                for unreadable, _ in failures:
+                    aside = self.store.set_aside(unreadable)
+                    log.warning("unreadable checkpoint moved to %s; its step will be written again", aside)
             log.info("restored checkpoint %s (global step %d)", checkpoint.path, checkpoint.step)
             return checkpoint
-        raise CheckpointError("no checkpoint of the run can be restored: " + " | ".join(failures))
+        raise CheckpointError("no checkpoint of the run can be restored: " + " | ".join(text for _, text in failures))
 
 
 # ---------------------------------------------------------------------------------------------------------------
