@@ -94,6 +94,16 @@ class CheckpointStore:
             if (metadata or {}).get("reason") == "final" and existing.manifest.get("reason") != "final":
                 existing = self._mark_final(existing)  # retention keeps final checkpoints; say that this is one
             return existing
+        try:
+            return self._write(step, write_files, metadata)
+        except OSError as err:  # disk full, file too large, no permission: the storage's problem, not the code's
+            raise CheckpointError(
+                f"cannot write the checkpoint of global step {step} into '{self.directory}': "
+                f"{err.strerror or err}{f' (writing {err.filename})' if err.filename else ''}. The checkpoints "
+                f"published before are intact; free space or fix the folder, then resume with edflow -p."
+            ) from err
+
+    def _write(self, step: int, write_files: Callable[[Path], None], metadata: dict | None) -> Checkpoint:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f"{TMP_PREFIX}{step_dirname(step)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()

@@ -207,6 +207,7 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         resolve_references(config)
 
     from edcore.process import SingleProcess, setup_logging
+    from edcore.project import writing_run_folder
 
     dist = manager.hook.edflow_distributed(config=(train_config or eval_configs[0][1]).data) or SingleProcess()
     if training:
@@ -214,9 +215,11 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         if project is None:
             project = create_project(train_config, args, now, dist, manager, argv)
         elif dist.rank == 0:
-            project.write_config("train", train_config, now)
-            project.record_invocation(argv, "train", _plugin_rows(manager))
-        setup_logging(project.train / "log.txt" if dist.rank == 0 else None, args.debug, "train")
+            with writing_run_folder(project.root):
+                project.write_config("train", train_config, now)
+                project.record_invocation(argv, "train", _plugin_rows(manager))
+        with writing_run_folder(project.root):
+            setup_logging(project.train / "log.txt" if dist.rank == 0 else None, args.debug, "train")
         for warning in getattr(train_config, "warnings", []):
             import logging
 
@@ -280,10 +283,14 @@ def resolve_references(config: Any) -> None:
     """Import what the config names now, so a wrong name fails before a run folder exists."""
     from edcore.references import resolve
 
+    from edcore.iterator import check_iterator_class
+
     for key in ("dataset", "model", "iterator"):
         value = config.get(key)
         if isinstance(value, str):
-            resolve(value, where=config.where((key,)))
+            obj = resolve(value, where=config.where((key,)))
+            if key == "iterator":
+                check_iterator_class(obj, value, config.where((key,)))
     for name, value in (config.get("eval_callbacks") or {}).items():
         resolve(value, where=config.where(("eval_callbacks", name)))
 
@@ -300,7 +307,7 @@ def run_name(config: Any, args: argparse.Namespace) -> str:
 def create_project(config: Any, args: argparse.Namespace, now: datetime.datetime, dist: Any, manager: Any,
                    argv: list[str]) -> Any:
     """Rank 0 creates the run folder, writes the configs and snapshots the code; other ranks open it."""
-    from edcore.project import DEFAULT_MAX_FILE_SIZE, ProjectManager, default_code_root
+    from edcore.project import DEFAULT_MAX_FILE_SIZE, ProjectManager, default_code_root, writing_run_folder
 
     logdir = Path(config.get("logdir") or "logs")
     if args.debug:
@@ -309,14 +316,15 @@ def create_project(config: Any, args: argparse.Namespace, now: datetime.datetime
         return ProjectManager.open(dist.broadcast(None))
     project = ProjectManager.create(logdir, run_name(config, args), now)
     dist.broadcast(str(project.root))
-    project.write_config("train", config, now)
-    snapshot = None
-    code_root = default_code_root(config.data)
-    if code_root:
-        settings = config.get("snapshot") or {}
-        snapshot = project.snapshot_code(code_root, settings.get("max_file_size", DEFAULT_MAX_FILE_SIZE),
-                                         settings.get("exclude", []), logdir)
-    project.record_invocation(argv, "train", _plugin_rows(manager), {"snapshot": snapshot})
+    with writing_run_folder(project.root):
+        project.write_config("train", config, now)
+        snapshot = None
+        code_root = default_code_root(config.data)
+        if code_root:
+            settings = config.get("snapshot") or {}
+            snapshot = project.snapshot_code(code_root, settings.get("max_file_size", DEFAULT_MAX_FILE_SIZE),
+                                             settings.get("exclude", []), logdir)
+        project.record_invocation(argv, "train", _plugin_rows(manager), {"snapshot": snapshot})
     return project
 
 
