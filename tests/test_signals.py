@@ -85,6 +85,25 @@ def test_a_second_signal_aborts_at_once_and_the_last_checkpoint_still_loads(edfl
     assert_same_training(run, torch_reference(0)[0])
 
 
+def test_a_second_signal_while_the_interrupt_checkpoint_is_written_leaves_the_older_ones(edflow_project,
+                                                                                          torch_reference):
+    write_project(edflow_project, ckpt_freq=4, plugins=["rproj.slowsave"])
+    markers = edflow_project.path / "markers"
+    env = marker_env(markers, pause_at=9, kill_step=10, kill_point="during-bulk")
+    running = edflow_project.start("-t", "train.yaml", env=env)
+    running.wait_for_file(markers / "paused-9")
+    running.send(signal.SIGINT)
+    running.wait_for_file(markers / "at-during-bulk")  # the checkpoint of step 10 is half written
+    running.send(signal.SIGINT)
+    outcome = running.wait(timeout=30)
+    assert outcome.returncode == 130, outcome
+    run = edflow_project.runs()[0]
+    published = sorted(p.name for p in (run / "train" / "checkpoints").iterdir() if p.name.isdigit())
+    assert published == ["0000000004", "0000000008"]
+    edflow_project.run("-p", run).assert_success()
+    assert_same_training(run, torch_reference(0)[0])
+
+
 def raise_line() -> int:
     """The line of the user's ``raise`` in the project's iterator module."""
     lines = FILES["rproj/iterator.py"].lstrip("\n").splitlines()
