@@ -90,12 +90,12 @@ class CheckpointStore:
         so a second save (e.g. periodic and end of training at the same step) has nothing to add.
         """
         existing = self.get(step)
-        if existing is not None:
+        try:
+            if existing is None:
+                return self._write(step, write_files, metadata)
             if (metadata or {}).get("reason") == "final" and existing.manifest.get("reason") != "final":
                 existing = self._mark_final(existing)  # retention keeps final checkpoints; say that this is one
             return existing
-        try:
-            return self._write(step, write_files, metadata)
         except OSError as err:  # disk full, file too large, no permission: the storage's problem, not the code's
             raise CheckpointError(
                 f"cannot write the checkpoint of global step {step} into '{self.directory}': "

@@ -281,9 +281,8 @@ def prepare(config: Any, mode: str, args: argparse.Namespace, now: datetime.date
 
 def resolve_references(config: Any) -> None:
     """Import what the config names now, so a wrong name fails before a run folder exists."""
-    from edcore.references import resolve
-
     from edcore.iterator import check_iterator_class
+    from edcore.references import resolve
 
     for key in ("dataset", "model", "iterator"):
         value = config.get(key)

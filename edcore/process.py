@@ -271,7 +271,11 @@ class Checkpointer:
                 continue
             if self.enabled:
                 for unreadable, _ in failures:
-                    aside = self.store.set_aside(unreadable)
+                    try:
+                        aside = self.store.set_aside(unreadable)
+                    except OSError as err:
+                        log.warning("could not move the unreadable checkpoint %s aside: %s", unreadable.path, err)
+                        continue
                     log.warning("unreadable checkpoint moved to %s; its step will be written again", aside)
             log.info("restored checkpoint %s (global step %d)", checkpoint.path, checkpoint.step)
             return checkpoint

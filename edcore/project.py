@@ -203,10 +203,10 @@ class ProjectManager:
             if any(_inside(path, root) for root in skip_roots) or _matches(relative, patterns):
                 continue
             try:
-                stat = path.stat()
+                file_stat = path.stat()
             except OSError:
                 continue
-            size = stat.st_size
+            size = file_stat.st_size
             if size > max_file_size:
                 skipped.append(f"{relative} ({size} bytes)")
                 continue
@@ -214,7 +214,7 @@ class ProjectManager:
             target.parent.mkdir(parents=True, exist_ok=True)
             # copyfile, not copy2: the copy gets the user's umask, never the source's (maybe world-writable) mode
             shutil.copyfile(path, target)
-            os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            os.utime(target, ns=(file_stat.st_atime_ns, file_stat.st_mtime_ns))
             copied += 1
         summary: dict = {"code_root": str(code_root), "files": copied, "skipped_large": skipped}
         if git is not None:
