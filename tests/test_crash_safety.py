@@ -94,3 +94,31 @@ def test_ckpt_best_keeps_the_best_by_a_logged_metric(edflow_project, mode):
     best = sorted(losses, key=losses.get, reverse=mode == "max")[:2]
     assert published(run) == sorted(set(best) | {10})
     assert len(published(run)) >= 2
+
+
+# --- the protocol pieces the tests above rely on -----------------------------------------------------------------
+
+
+def write_weights(folder):
+    (folder / "weights.bin").write_bytes(b"w" * 64)
+
+
+def test_a_set_aside_checkpoint_is_kept_but_no_longer_published(tmp_path):
+    store = CheckpointStore(tmp_path)
+    store.write(2, write_weights)
+    newest = store.write(4, write_weights)
+    aside = store.set_aside(newest)
+    assert aside.name.startswith(".unreadable-0000000004-") and (aside / "weights.bin").exists()
+    assert [c.step for c in store.published()] == [2]
+    assert (tmp_path / "latest").read_text().strip() == "0000000002"
+    store.clean_stale()
+    assert aside.exists(), "cleaning removes killed writers' leftovers, never a set-aside checkpoint"
+    assert store.write(4, write_weights).manifest["step"] == 4  # the step can be written again
+
+
+def test_a_final_save_of_an_already_saved_step_marks_it_final(tmp_path):
+    store = CheckpointStore(tmp_path)
+    store.write(6, write_weights, {"reason": "periodic"})
+    marked = store.write(6, lambda folder: pytest.fail("a published step is not written twice"), {"reason": "final"})
+    assert marked.manifest["reason"] == "final"
+    assert store.get(6).manifest["reason"] == "final" and store.get(6).manifest["files"] == {"weights.bin": 64}
