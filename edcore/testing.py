@@ -23,7 +23,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
@@ -149,11 +149,14 @@ class EdflowProject:
         values = {key: value for key, value in {**TOY_CONFIG, **overrides}.items() if key not in drop}
         return self.config(name, **values)
 
-    def run(self, *args: str, timeout: float = 300, env: dict | None = None) -> Outcome:
-        """Run ``edflow ARGS`` in a subprocess in this folder."""
+    def run(self, *args: str, timeout: float = 300, env: dict | None = None,
+            preexec_fn: Callable[[], None] | None = None) -> Outcome:
+        """Run ``edflow ARGS`` in a subprocess in this folder; ``preexec_fn`` runs in the child before edflow starts
+        (set a umask or resource limits there)."""
         command = [sys.executable, "-m", "edcore", *map(str, args)]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
-        result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env)
+        result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env,
+                                preexec_fn=preexec_fn)
         return Outcome(list(args), result.returncode, result.stdout, result.stderr, self.path)
 
     def start(self, *args: str, env: dict | None = None) -> "RunningEdflow":

@@ -14,7 +14,6 @@ Environment variables let a test stop it at exact places without changing its co
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch

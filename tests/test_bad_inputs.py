@@ -319,18 +319,12 @@ def test_debug_adds_the_traceback(edflow_project):
 def run_with_file_size_limit(edflow_project, limit: int, *args: str):
     """``edflow`` with RLIMIT_FSIZE: writes beyond ``limit`` bytes fail with EFBIG, as on a full disk (root
     ignores permissions, not this limit)."""
-    import subprocess
-    import sys
 
     def limit_writes():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    result = subprocess.run([sys.executable, "-m", "edcore", *args], cwd=edflow_project.path, capture_output=True,
-                            text=True, timeout=120, preexec_fn=limit_writes)
-    from edcore.testing import Outcome
-
-    return Outcome(list(args), result.returncode, result.stdout, result.stderr, edflow_project.path)
+    return edflow_project.run(*args, preexec_fn=limit_writes)
 
 
 def test_a_full_disk_while_creating_the_run_folder(edflow_project):

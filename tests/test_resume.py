@@ -62,7 +62,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(edflow_project, torch_refe
         args = ("-t", "train.yaml") if number == 0 else ("-p", edflow_project.runs()[0])
         outcome = interrupt(edflow_project, args, step, signum, group, served_file)
         assert outcome.returncode == 128 + signum, outcome
-        assert f"resume with: edflow -p" in outcome.stderr.lower(), outcome
+        assert "resume with: edflow -p" in outcome.stderr.lower(), outcome
         assert len(edflow_project.runs()) == 1  # a resume continues in the same folder
         checkpoint = edflow_project.runs()[0] / "train" / "checkpoints" / f"{step + 1:010d}"
         assert (checkpoint / "manifest.json").exists(), "the interrupted step was finished and checkpointed"

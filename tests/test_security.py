@@ -5,7 +5,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ import yaml
 
 import edcore
 from edcore.config import _Loader as SafeLoaderOfConfigs
-from edcore.testing import Outcome
 
 REPOSITORY = Path(edcore.__file__).resolve().parent.parent
 SOURCE_ROOTS = [REPOSITORY / "edcore", REPOSITORY / "plugins" / "edflow_torch" / "edflow_torch"]
@@ -162,17 +160,11 @@ def test_the_code_snapshot_never_copies_secrets_or_ignored_files(edflow_project,
         assert "SECRET=1" not in (path.read_text() if path.is_file() else "")
 
 
-def run_with_umask(edflow_project, umask: int, *args: str) -> Outcome:
-    result = subprocess.run([sys.executable, "-m", "edcore", *args], cwd=edflow_project.path, capture_output=True,
-                            text=True, timeout=120, preexec_fn=lambda: os.umask(umask))
-    return Outcome(list(args), result.returncode, result.stdout, result.stderr, edflow_project.path)
-
-
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_written_files_follow_the_umask_and_none_is_world_writable(edflow_project, umask):
     edflow_project.toy(ckpt_freq=5, tensorboard=True)
     os.chmod(edflow_project.path / "toy" / "data.py", 0o666)  # a world-writable source file
-    run_with_umask(edflow_project, umask, "-t", "train.yaml").assert_success()
+    edflow_project.run("-t", "train.yaml", preexec_fn=lambda: os.umask(umask)).assert_success()
     run = edflow_project.runs()[0]
     entries = [run, *run.rglob("*")]
     assert any(p.name == "torch_state.pt" or p.name == "w.npy" for p in entries)
