@@ -27,6 +27,7 @@ MANIFEST = "manifest.json"
 LATEST = "latest"
 STEP_DIGITS = 10
 TMP_PREFIX = ".tmp-"
+UNREADABLE_PREFIX = ".unreadable-"
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,20 @@ class CheckpointStore:
         so a second save (e.g. periodic and end of training at the same step) has nothing to add.
         """
         existing = self.get(step)
-        if existing is not None:
+        try:
+            if existing is None:
+                return self._write(step, write_files, metadata)
+            if (metadata or {}).get("reason") == "final" and existing.manifest.get("reason") != "final":
+                existing = self._mark_final(existing)  # retention keeps final checkpoints; say that this is one
             return existing
+        except OSError as err:  # disk full, file too large, no permission: the storage's problem, not the code's
+            raise CheckpointError(
+                f"cannot write the checkpoint of global step {step} into '{self.directory}': "
+                f"{err.strerror or err}{f' (writing {err.filename})' if err.filename else ''}. The checkpoints "
+                f"published before are intact; free space or fix the folder, then resume with edflow -p."
+            ) from err
+
+    def _write(self, step: int, write_files: Callable[[Path], None], metadata: dict | None) -> Checkpoint:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f"{TMP_PREFIX}{step_dirname(step)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
@@ -103,11 +116,7 @@ class CheckpointStore:
             for folder in sorted({p.parent for p in tmp.rglob("*")} | {tmp}, key=lambda p: -len(p.parts)):
                 _fsync_dir(folder)
             manifest = {"format": FORMAT, "step": step, "time": time.time(), "files": files, **(metadata or {})}
-            manifest_path = tmp / MANIFEST
-            with open(manifest_path, "w", encoding="utf-8") as stream:
-                json.dump(manifest, stream, indent=1, sort_keys=True, default=str)
-                stream.flush()
-                os.fsync(stream.fileno())
+            _write_manifest(tmp / MANIFEST, manifest)
             _fsync_dir(tmp)
             final = self.directory / step_dirname(step)
             os.rename(tmp, final)  # publication: atomic; fails if the name exists, never replaces it
@@ -117,6 +126,14 @@ class CheckpointStore:
             raise
         self._point_latest(final.name)
         return Checkpoint(step, final, manifest)
+
+    def _mark_final(self, checkpoint: Checkpoint) -> Checkpoint:
+        manifest = {**checkpoint.manifest, "reason": "final"}
+        tmp = checkpoint.path / f".{MANIFEST}.{os.getpid()}.tmp"
+        _write_manifest(tmp, manifest)
+        os.replace(tmp, checkpoint.path / MANIFEST)  # readers see the old or the new manifest, both valid
+        _fsync_dir(checkpoint.path)
+        return Checkpoint(checkpoint.step, checkpoint.path, manifest)
 
     def _point_latest(self, name: str) -> None:
         pointer = self.directory / LATEST
@@ -130,15 +147,26 @@ class CheckpointStore:
 
     def remove(self, checkpoint: Checkpoint) -> None:
         """Delete a published checkpoint: unpublish it first (rename), then delete, so readers never see half."""
-        trash = self.directory / f".old-{checkpoint.path.name}-{uuid.uuid4().hex[:8]}"
+        trash = self._unpublish(checkpoint, ".old-")
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def set_aside(self, checkpoint: Checkpoint) -> Path | None:
+        """Unpublish a checkpoint that cannot be restored, keeping its files as ``.unreadable-<step>-<id>`` for a
+        post-mortem; otherwise a resumed run would keep the broken folder instead of writing that step again."""
+        return self._unpublish(checkpoint, UNREADABLE_PREFIX)
+
+    def _unpublish(self, checkpoint: Checkpoint, prefix: str) -> Path | None:
+        hidden = self.directory / f"{prefix}{checkpoint.path.name}-{uuid.uuid4().hex[:8]}"
         try:
-            os.rename(checkpoint.path, trash)
+            os.rename(checkpoint.path, hidden)
         except FileNotFoundError:
-            return
-        shutil.rmtree(trash, ignore_errors=True)
+            return None
+        _fsync_dir(self.directory)
         latest = self.latest()
         if latest is not None:
             self._point_latest(latest.path.name)
+        return hidden
 
     def prune(self, keep_last: int | None, keep: Iterable[int] = ()) -> list[int]:
         """Delete all but the newest ``keep_last`` checkpoints and the steps in ``keep``; return deleted steps."""
@@ -192,6 +220,13 @@ def find_checkpoint(path: str | os.PathLike) -> Checkpoint:
         f"'{path}' is not a checkpoint: it has no valid {MANIFEST} (a checkpoint that was not completely written, "
         f"or another program's file). Pass a folder like RUN/train/checkpoints/0000001000."
     )
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    with open(path, "w", encoding="utf-8") as stream:
+        json.dump(manifest, stream, indent=1, sort_keys=True, default=str)
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 def _fsync_file(path: Path) -> None:

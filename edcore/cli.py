@@ -224,6 +224,7 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         resolve_references(config)
 
     from edcore.process import SingleProcess, setup_logging
+    from edcore.project import writing_run_folder
 
     dist = manager.hook.edflow_distributed(config=(train_config or eval_configs[0][1]).data) or SingleProcess()
     if dist.world_size > 1 and train_config is not None:
@@ -234,10 +235,12 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         if project is None:
             project = create_project(train_config, args, now, dist, manager, argv)
         elif dist.rank == 0:
-            project.write_config("train", train_config, now)
-            project.record_invocation(argv, "train", _plugin_rows(manager))
+            with writing_run_folder(project.root):
+                project.write_config("train", train_config, now)
+                project.record_invocation(argv, "train", _plugin_rows(manager))
         if dist.rank == 0:
-            setup_logging(project.train / "log.txt", args.debug, "train")
+            with writing_run_folder(project.root):
+                setup_logging(project.train / "log.txt", args.debug, "train")
         elif not args.debug:  # rank 0 reports for all; the others only warn
             setup_logging(None, args.debug, f"train rank {dist.rank}").setLevel("WARNING")
         else:
@@ -303,12 +306,15 @@ def prepare(config: Any, mode: str, args: argparse.Namespace, now: datetime.date
 
 def resolve_references(config: Any) -> None:
     """Import what the config names now, so a wrong name fails before a run folder exists."""
+    from edcore.iterator import check_iterator_class
     from edcore.references import resolve
 
     for key in ("dataset", "model", "iterator"):
         value = config.get(key)
         if isinstance(value, str):
-            resolve(value, where=config.where((key,)))
+            obj = resolve(value, where=config.where((key,)))
+            if key == "iterator":
+                check_iterator_class(obj, value, config.where((key,)))
     for name, value in (config.get("eval_callbacks") or {}).items():
         resolve(value, where=config.where(("eval_callbacks", name)))
 
@@ -325,7 +331,7 @@ def run_name(config: Any, args: argparse.Namespace) -> str:
 def create_project(config: Any, args: argparse.Namespace, now: datetime.datetime, dist: Any, manager: Any,
                    argv: list[str]) -> Any:
     """Rank 0 creates the run folder, writes the configs and snapshots the code; other ranks open it."""
-    from edcore.project import DEFAULT_MAX_FILE_SIZE, ProjectManager, default_code_root
+    from edcore.project import DEFAULT_MAX_FILE_SIZE, ProjectManager, default_code_root, writing_run_folder
 
     logdir = Path(config.get("logdir") or "logs")
     if args.debug:
@@ -334,14 +340,15 @@ def create_project(config: Any, args: argparse.Namespace, now: datetime.datetime
         return ProjectManager.open(dist.broadcast(None))
     project = ProjectManager.create(logdir, run_name(config, args), now)
     dist.broadcast(str(project.root))
-    project.write_config("train", config, now)
-    snapshot = None
-    code_root = default_code_root(config.data)
-    if code_root:
-        settings = config.get("snapshot") or {}
-        snapshot = project.snapshot_code(code_root, settings.get("max_file_size", DEFAULT_MAX_FILE_SIZE),
-                                         settings.get("exclude", []), logdir)
-    project.record_invocation(argv, "train", _plugin_rows(manager), {"snapshot": snapshot})
+    with writing_run_folder(project.root):
+        project.write_config("train", config, now)
+        snapshot = None
+        code_root = default_code_root(config.data)
+        if code_root:
+            settings = config.get("snapshot") or {}
+            snapshot = project.snapshot_code(code_root, settings.get("max_file_size", DEFAULT_MAX_FILE_SIZE),
+                                             settings.get("exclude", []), logdir)
+        project.record_invocation(argv, "train", _plugin_rows(manager), {"snapshot": snapshot})
     return project
 
 

@@ -47,6 +47,10 @@ class DataError(EdflowError):
     """The dataset is empty or its examples cannot be batched (not dicts, inconsistent keys or shapes)."""
 
 
+class RunFolderError(EdflowError):
+    """The run folder cannot be written (disk full, file too large, no permission, a path through a file)."""
+
+
 class CheckpointError(EdflowError):
     """A checkpoint cannot be found, read or restored."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping
 
-from edcore.errors import UserCodeError
+from edcore.errors import ConfigError, UserCodeError
 
 
 class DummyModel:
@@ -239,6 +239,17 @@ class TemplateIterator(Iterator):
                 if key != "step_op":
                     results[key] = call_leaves(leaf, self.model, feeds)
         return results
+
+
+def check_iterator_class(cls: Any, name: str, where: str) -> None:
+    """Raise a :class:`ConfigError` naming ``where`` unless ``cls`` is an :class:`Iterator` subclass."""
+    if isinstance(cls, type) and issubclass(cls, Iterator):
+        return
+    kind = f"class {cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else type(cls).__name__
+    raise ConfigError(
+        f"{where}: '{name}' is a {kind}, not an iterator. Derive it from a backend's TemplateIterator "
+        f"(edflow_torch.TemplateIterator, edflow_tf.TemplateIterator) or edcore.Iterator."
+    )
 
 
 def copy_structure(obj: Any) -> Any:

@@ -272,12 +272,20 @@ class Checkpointer:
             try:
                 self.load(checkpoint)
             except CheckpointError as err:
-                failures.append(str(err))
+                failures.append((checkpoint, str(err)))
                 log.warning("%s; falling back to the previous checkpoint", err)
                 continue
+            if self.enabled:
+                for unreadable, _ in failures:
+                    try:
+                        aside = self.store.set_aside(unreadable)
+                    except OSError as err:
+                        log.warning("could not move the unreadable checkpoint %s aside: %s", unreadable.path, err)
+                        continue
+                    log.warning("unreadable checkpoint moved to %s; its step will be written again", aside)
             log.info("restored checkpoint %s (global step %d)", checkpoint.path, checkpoint.step)
             return checkpoint
-        raise CheckpointError("no checkpoint of the run can be restored: " + " | ".join(failures))
+        raise CheckpointError("no checkpoint of the run can be restored: " + " | ".join(text for _, text in failures))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The ProjectManager: run folders, the code snapshot and what was run where."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fnmatch
 import importlib.util
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from edcore.errors import EdflowError, UsageError
+from edcore.errors import EdflowError, RunFolderError, UsageError
 
 log = logging.getLogger("edflow")
 
@@ -149,7 +150,12 @@ class ProjectManager:
         path = self.root / "run.json"
         try:
             record = json.loads(path.read_text()) if path.exists() else {"invocations": []}
-        except (OSError, json.JSONDecodeError):
+            if not isinstance(record, dict) or not isinstance(record.get("invocations"), list):
+                raise ValueError("not a run record")
+        except ValueError:
+            aside = path.with_name(f"run.unreadable-{datetime.datetime.now().strftime(TIMESTAMP_FORMAT)}.json")
+            os.replace(path, aside)  # never overwrite what a user may still need
+            log.warning("run.json could not be read; it was kept as %s and a new one started", aside.name)
             record = {"invocations": []}
         entry = {
             "mode": mode,
@@ -197,15 +203,18 @@ class ProjectManager:
             if any(_inside(path, root) for root in skip_roots) or _matches(relative, patterns):
                 continue
             try:
-                size = path.stat().st_size
+                file_stat = path.stat()
             except OSError:
                 continue
+            size = file_stat.st_size
             if size > max_file_size:
                 skipped.append(f"{relative} ({size} bytes)")
                 continue
             target = self.code / base.name / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
+            # copyfile, not copy2: the copy gets the user's umask, never the source's (maybe world-writable) mode
+            shutil.copyfile(path, target)
+            os.utime(target, ns=(file_stat.st_atime_ns, file_stat.st_mtime_ns))
             copied += 1
         summary: dict = {"code_root": str(code_root), "files": copied, "skipped_large": skipped}
         if git is not None:
@@ -216,6 +225,20 @@ class ProjectManager:
         if skipped:
             log.info("code snapshot left out %d large file(s): %s", len(skipped), ", ".join(skipped[:5]))
         return summary
+
+
+@contextlib.contextmanager
+def writing_run_folder(root: Path) -> Any:
+    """Report an OSError while writing the run folder (disk full, file too large, no permission) as one paragraph;
+    what was written before stays as it is."""
+    try:
+        yield
+    except OSError as err:
+        target = f" while writing '{err.filename}'" if err.filename else ""
+        raise RunFolderError(
+            f"cannot write the run folder '{root}'{target}: {err.strerror or err}. Free space or choose another "
+            f"logdir; nothing already written was removed."
+        ) from err
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -27,12 +27,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
@@ -158,12 +160,26 @@ class EdflowProject:
         values = {key: value for key, value in {**TOY_CONFIG, **overrides}.items() if key not in drop}
         return self.config(name, **values)
 
-    def run(self, *args: str, timeout: float = 300, env: dict | None = None) -> Outcome:
-        """Run ``edflow ARGS`` in a subprocess in this folder."""
+    def run(self, *args: str, timeout: float = 300, env: dict | None = None,
+            preexec_fn: Callable[[], None] | None = None) -> Outcome:
+        """Run ``edflow ARGS`` in a subprocess in this folder; ``preexec_fn`` runs in the child before edflow starts
+        (set a umask or resource limits there)."""
         command = [sys.executable, "-m", "edcore", *map(str, args)]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
-        result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env)
+        result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env,
+                                preexec_fn=preexec_fn)
         return Outcome(list(args), result.returncode, result.stdout, result.stderr, self.path)
+
+    def start(self, *args: str, env: dict | None = None) -> "RunningEdflow":
+        """Start ``edflow ARGS`` in a subprocess of its own process group and return at once (for signal tests)."""
+        command = [sys.executable, "-m", "edcore", *map(str, args)]
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
+        # Output goes to files, not pipes: a test that waits for a signal must not block on a full pipe.
+        stdout = open(self.path / f".edflow-{time.monotonic_ns()}.out", "w+", encoding="utf-8")
+        stderr = open(stdout.name[:-4] + ".err", "w+", encoding="utf-8")
+        process = subprocess.Popen(command, cwd=self.path, stdout=stdout, stderr=stderr, env=full_env,
+                                   start_new_session=True)
+        return RunningEdflow(list(args), process, stdout, stderr, self.path)
 
     def run_in_process(self, *args: str, plugins: Iterable[Any] = ()) -> int:
         """Run ``edflow ARGS`` in this process, with ``plugins`` registered after all others."""
@@ -230,6 +246,56 @@ def _environment(values: dict) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@dataclass
+class RunningEdflow:
+    """An ``edflow`` started by :meth:`EdflowProject.start`: wait for files it writes, signal it, collect it."""
+
+    args: list
+    process: subprocess.Popen
+    stdout_file: Any
+    stderr_file: Any
+    cwd: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_for_file(self, path: str | os.PathLike, timeout: float = 120) -> Path:
+        """Wait until ``path`` exists; fail with the output so far if the process ends or time runs out."""
+        target = Path(path)
+        deadline = time.monotonic() + timeout
+        while not target.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                outcome = self.wait(timeout=30)
+                raise AssertionError(f"'{target}' never appeared\n{outcome!r}")
+            time.sleep(0.02)
+        return target
+
+    def send(self, signum: int, group: bool = False) -> None:
+        """Send ``signum`` to the main process only (as a scheduler does) or to its process group (a terminal)."""
+        if group:
+            os.killpg(self.process.pid, signum)
+        else:
+            os.kill(self.process.pid, signum)
+
+    def wait(self, timeout: float = 120) -> Outcome:
+        """Wait for the exit (killing the process group after ``timeout``) and return the outcome."""
+        try:
+            returncode = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise
+        finally:
+            self.stdout_file.seek(0)
+            self.stderr_file.seek(0)
+        outcome = Outcome(self.args, returncode, self.stdout_file.read(), self.stderr_file.read(), self.cwd)
+        self.stdout_file.close()
+        self.stderr_file.close()
+        return outcome
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from typing import Any
 
 from edcore.errors import EdflowError, UserCodeError, describe_exception, format_user_traceback
 from edcore.hookspecs import hookimpl
-from edcore.iterator import DummyModel, Iterator
+from edcore.iterator import DummyModel, check_iterator_class
 from edcore.references import resolve
 
 
@@ -37,13 +37,7 @@ def edflow_model(config):
 @hookimpl(trylast=True)
 def edflow_iterator(config, root, model, project):
     name = config["iterator"]
-    cls = resolve(name, where="config key 'iterator'")
-    if not (isinstance(cls, type) and issubclass(cls, Iterator)):
-        kind = f"class {cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else type(cls).__name__
-        raise UserCodeError(
-            f"config key 'iterator': '{name}' is a {kind}, not an iterator. Derive it from a backend's "
-            f"TemplateIterator (edflow_torch.TemplateIterator, edflow_tf.TemplateIterator) or edcore.Iterator."
-        )
+    check_iterator_class(resolve(name, where="config key 'iterator'"), name, "config key 'iterator'")
     iterator = construct("iterator", name, config, root, model)
     iterator.project = project
     return iterator
