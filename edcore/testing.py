@@ -154,6 +154,21 @@ class EdflowProject:
         result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env)
         return Outcome(list(args), result.returncode, result.stdout, result.stderr, self.path)
 
+    def start(self, *args: str, env: dict | None = None, log_name: str = "edflow") -> "subprocess.Popen":
+        """Start ``edflow ARGS`` in a subprocess and return at once (for tests that signal or watch it); its output
+        goes to ``<log_name>.stdout``/``.stderr`` in this folder, so a full pipe can never block it. It runs in a
+        process group of its own, as a job a terminal starts, so a test can signal the group as Ctrl-C does."""
+        command = [sys.executable, "-m", "edcore", *map(str, args)]
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
+        with open(self.path / f"{log_name}.stdout", "w") as out, open(self.path / f"{log_name}.stderr", "w") as err:
+            return subprocess.Popen(command, cwd=self.path, stdout=out, stderr=err, env=full_env,
+                                    start_new_session=True)
+
+    def output_of(self, log_name: str = "edflow") -> str:
+        """What a process started with :meth:`start` has written so far (stdout, then stderr)."""
+        return "".join((self.path / f"{log_name}.{kind}").read_text() for kind in ("stdout", "stderr")
+                       if (self.path / f"{log_name}.{kind}").exists())
+
     def run_in_process(self, *args: str, plugins: Iterable[Any] = ()) -> int:
         """Run ``edflow ARGS`` in this process, with ``plugins`` registered after all others."""
         from edcore import cli, plugins as plugin_module
@@ -169,6 +184,28 @@ class EdflowProject:
     def metrics(self, run: Path) -> list[dict]:
         path = run / "train" / "metrics.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def processes_with_env(name: str, value: str) -> set[int]:
+    """PIDs of running processes whose environment has ``name=value`` (Linux ``/proc``): a test sets a unique
+    value for the ``edflow`` it starts and so finds every descendant, DataLoader workers included. Zombies have no
+    environment any more; check the PIDs found while running with :func:`process_exists` afterwards."""
+    wanted = f"{name}={value}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                found.add(int(entry.name))
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return found
+
+
+def process_exists(pid: int) -> bool:
+    """Whether ``pid`` is still in the process table, as a running process or as a zombie nobody waited for."""
+    return Path(f"/proc/{pid}").exists()
 
 
 @contextlib.contextmanager
