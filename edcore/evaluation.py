@@ -220,6 +220,7 @@ class Evaluation:
         self.store = CheckpointStore(project.checkpoints)
         self.progress: Any = None
         self.tensorboard: Any = None
+        self.evaluated_here = 0
 
     def run(self, explicit: Checkpoint | None, follow_fd: int | None, argv: list[str], now: datetime.datetime) -> int:
         """Evaluate: follow the training (``follow_fd``), ``explicit``, every new checkpoint or the latest."""
@@ -257,6 +258,7 @@ class Evaluation:
             reported = err if isinstance(err, (EdflowError, KeyboardInterrupt, SystemExit)) else UserCodeError(
                 f"evaluation '{self.name}' failed: {describe_exception(err)}\n{format_user_traceback(err)}")
             record.register(finished=False, error=str(reported).split("\n")[0] or type(err).__name__)
+            _log_to_file(f"evaluation '{self.name}' failed: {reported}")
             if reported is err:
                 raise
             raise reported from err
@@ -276,7 +278,8 @@ class Evaluation:
                         self.name, self.project.root)
             return EXIT_SIGNAL_BASE + self.runtime.stop_signal
         record.register(finished=complete)
-        log.info("evaluation '%s' done: %d checkpoint(s) evaluated in %s", self.name, len(record.done), eval_dir)
+        log.info("evaluation '%s' done: %d checkpoint(s) evaluated now, %d in all, in %s", self.name,
+                 self.evaluated_here, len(record.done), eval_dir)
         return EXIT_OK
 
     def _setup(self, eval_dir: Path) -> Any:
@@ -305,12 +308,13 @@ class Evaluation:
         self.checkpointer = Checkpointer(self.store, manager, iterator, self.project, self.config, enabled=False)
         self.callbacks = resolve_callbacks(data.get("eval_callbacks") or {},
                                            lambda name: self.config.where(("eval_callbacks", name)))
+        self.tensorboard_dir = None
         if builtin_tensorboard.enabled(data):
             from edcore import tensorboard
 
             if not tensorboard.available():
                 builtin_tensorboard.raise_missing()
-            self.tensorboard = tensorboard.EventWriter(self.project.root / "tensorboard" / "eval" / self.name)
+            self.tensorboard_dir = self.project.root / "tensorboard" / "eval" / self.name
         return batches
 
     def _select(self, explicit: Checkpoint | None) -> list[Checkpoint]:
@@ -388,9 +392,14 @@ class Evaluation:
         call_hook(self.manager, "edflow_after_evaluation", iterator=iterator, global_step=step,
                   eval_dir=str(step_dir), metrics=metrics)
         self.record.commit(checkpoint, metrics, writer.num_examples)
-        if self.tensorboard is not None and metrics:
+        if self.tensorboard_dir is not None and metrics:
+            if self.tensorboard is None:  # made at the first metrics, so a process that evaluates nothing writes none
+                from edcore.tensorboard import EventWriter
+
+                self.tensorboard = EventWriter(self.tensorboard_dir)
             self.tensorboard.add_scalars(metrics, step)
             self.tensorboard.flush()
+        self.evaluated_here += 1
         log.info("evaluated checkpoint %d: %d examples into %s", step, writer.num_examples, step_dir)
         return True
 
@@ -403,6 +412,14 @@ class Evaluation:
             self.progress.reset(total=len(self.batches))
         self.progress.set_description(f"eval {self.name} @{step}", refresh=False)
         self.runtime.progress = self.progress
+
+
+def _log_to_file(message: str) -> None:
+    """Write an error into this process's log.txt only (the console gets it from the command's error report)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _end_of_file(fd: int, timeout: float) -> bool:

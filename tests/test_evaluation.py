@@ -151,6 +151,7 @@ def test_an_evaluator_that_crashes_is_reported_and_the_training_goes_on(project)
     report = [line for line in outcome.stderr.splitlines() if "evaluation process for -e crash.yaml" in line]
     assert len(report) == 1, outcome
     assert "crashed on purpose at global step 6" in report[0] and f"its log: {crash_log.relative_to(project.path)}" in report[0]
+    assert "crashed on purpose at global step 6" in crash_log.read_text()
     state = registration(run, "crash")
     assert state["finished"] is False and "crashed on purpose" in state["error"]
     if os.path.getmtime(crash_log) < manifest(run, 12)["time"]:
