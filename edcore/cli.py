@@ -256,7 +256,8 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         return code
 
     if project is None:
-        raise UsageError("-e without -t evaluates an existing run: give its folder with -p RUN_DIR.")
+        raise UsageError("-e without -t evaluates an existing run: give its folder with -p RUN_DIR (or one of its "
+                         "checkpoints with -c RUN_DIR/train/checkpoints/N).")
     from edcore.evaluation import run_evaluations
 
     return run_evaluations(project, eval_configs, manager, explicit, args, argv, now)

@@ -195,7 +195,8 @@ def test_a_killed_evaluator_restarted_with_p_continues_without_gaps_or_repeats(p
     assert "follows the checkpoints" in (folder / "log.txt").read_text()  # the log goes on in the same file
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to the edflow process", "SIGINT to its process group (Ctrl-C)"])
+@pytest.mark.parametrize("how", ["SIGTERM to the edflow process", "SIGINT to its process group (Ctrl-C)",
+                                 "SIGKILL to the edflow process"])
 def test_a_signal_stops_every_process_and_leaves_none_behind(project, how):
     token = uuid.uuid4().hex
     process = project.start(*FOLLOW, "-e", "eval.yaml", "--num_steps", "1000", "--step_sleep", "0.1",
@@ -206,6 +207,17 @@ def test_a_signal_stops_every_process_and_leaves_none_behind(project, how):
         seen = processes_with_env("EDFLOW_TEST_TOKEN", token)
         # edflow, the evaluator, and with torch their DataLoader workers
         assert len(seen) >= (4 if WORKER_OVERRIDES[project.backend] else 2), seen
+        if how.startswith("SIGKILL"):
+            process.kill()
+            assert process.wait(timeout=10) == -signal.SIGKILL
+            # nothing can wait for the children of a killed process but init, so only running ones count here:
+            # the evaluator got SIGTERM from the kernel (PR_SET_PDEATHSIG), DataLoader workers notice on their own
+            wait_for(lambda: not processes_with_env("EDFLOW_TEST_TOKEN", token), 20,
+                     f"every process to end (left: {processes_with_env('EDFLOW_TEST_TOKEN', token)})")
+            # stopped by the signal, not by having finished the checkpoints after the training's end
+            assert registration(run)["finished"] is False
+            assert "evaluation 'eval' interrupted" in (evaluation_folder(run) / "log.txt").read_text()
+            return
         if how.startswith("SIGTERM"):
             process.send_signal(signal.SIGTERM)
             expected = 128 + signal.SIGTERM
@@ -218,6 +230,7 @@ def test_a_signal_stops_every_process_and_leaves_none_behind(project, how):
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait(timeout=10)
     # the training checkpointed the step it stopped at (a periodic checkpoint may have been that step already)
     import re
 
