@@ -29,14 +29,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edcore.checkpoint import (
+    EVALUATORS_DIR,
     Checkpoint,
     CheckpointStore,
     read_evaluator,
     register_evaluator,
     step_dirname,
-    EVALUATORS_DIR,
 )
 from edcore.errors import (
+    EXIT_FAILURE,
     EXIT_OK,
     EXIT_SIGNAL_BASE,
     CheckpointError,
@@ -196,8 +197,8 @@ def run_evaluations(project: Any, eval_configs: list, manager: Any, explicit: Ch
     code = EXIT_OK
     for path, config in eval_configs:
         evaluation = Evaluation(project, config, evaluation_name(path, args.name), manager, collector,
-                                debug=args.debug, position=getattr(args, "progress_position", 0) or 0)
-        code = max(code, evaluation.run(explicit, getattr(args, "follow_fd", None), argv, now))
+                                debug=args.debug, position=args.progress_position)
+        code = max(code, evaluation.run(explicit, args.follow_fd, argv, now))
         if code >= EXIT_SIGNAL_BASE:
             break
     return code
@@ -470,7 +471,7 @@ class Followers:
                 log.error("%s", self.describe_failure(child))
         if training_code not in (None, EXIT_OK):
             return training_code
-        return 1 if failed else (training_code or EXIT_OK)
+        return EXIT_FAILURE if failed else EXIT_OK
 
 
 def start_followers(project: Any, eval_paths: list, bases: list, extras: list, args: Any) -> Followers:

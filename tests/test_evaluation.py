@@ -214,9 +214,8 @@ def test_a_signal_stops_every_process_and_leaves_none_behind(project, how):
             # the evaluator got SIGTERM from the kernel (PR_SET_PDEATHSIG), DataLoader workers notice on their own
             wait_for(lambda: not processes_with_env("EDFLOW_TEST_TOKEN", token), 20,
                      f"every process to end (left: {processes_with_env('EDFLOW_TEST_TOKEN', token)})")
-            # stopped by the signal, not by having finished the checkpoints after the training's end
+            # stopped by the signal, not by finishing the checkpoints after the training's end (the pipe's end)
             assert registration(run)["finished"] is False
-            assert "evaluation 'eval' interrupted" in (evaluation_folder(run) / "log.txt").read_text()
             return
         if how.startswith("SIGTERM"):
             process.send_signal(signal.SIGTERM)
