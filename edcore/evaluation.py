@@ -241,7 +241,8 @@ class Evaluation:
                                        {"evaluation": str(eval_dir.relative_to(self.project.root))})
         record.register(finished=False, start_step=explicit.step if explicit else 0)
         self.runtime = Runtime(self.manager, "eval", self.data)
-        signals = SignalHandler(self.runtime)
+        signals = SignalHandler(self.runtime, on_stop="stopping after the current batch; this checkpoint is "
+                                                      "evaluated again when the evaluation continues")
         signals.install()
         batches = None
         try:
