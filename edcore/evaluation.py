@@ -472,6 +472,8 @@ class Followers:
                 log.error("%s", self.describe_failure(child))
         if training_code not in (None, EXIT_OK):
             return training_code
+        if self.supervisor.stop_signal:  # a signal came while the evaluators finished after the training
+            return EXIT_SIGNAL_BASE + self.supervisor.stop_signal
         return EXIT_FAILURE if failed else EXIT_OK
 
 

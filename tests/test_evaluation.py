@@ -238,6 +238,26 @@ def test_a_signal_stops_every_process_and_leaves_none_behind(project, how):
     assert registration(run)["finished"] is False  # a restarted evaluator goes on from here
 
 
+def test_ctrl_c_while_the_evaluators_finish_after_the_training_stops_them(project):
+    token = uuid.uuid4().hex
+    process = project.start(*FOLLOW, "-e", "slow.yaml", "--sleep_seconds", "3", env={"EDFLOW_TEST_TOKEN": token})
+    try:
+        run = wait_for(lambda: project.runs() and project.runs()[0], 120, "the run folder")
+        train_log = run / "train" / "log.txt"
+        wait_for(lambda: train_log.exists() and "training finished" in train_log.read_text(), 120, "the training's end")
+        wait_for(lambda: any((run / "eval").glob("*_slow/metrics.jsonl")), 120, "the first evaluated checkpoint")
+        seen = processes_with_env("EDFLOW_TEST_TOKEN", token)
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 128 + signal.SIGINT, project.output_of()
+        wait_for(lambda: not any(map(process_exists, seen)), 15, "every process to be gone")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert 1 <= len(evaluated_steps(run, "slow")) < len(ALL_STEPS)  # it did not sit out its queue
+    assert registration(run, "slow")["finished"] is False
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Finished runs
 
