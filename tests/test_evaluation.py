@@ -2,6 +2,7 @@
 and signals. Every test runs once per installed backend (the project files come from evaluation_backends)."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -128,7 +129,14 @@ def test_an_evaluator_follows_the_training_and_evaluates_every_checkpoint_once_i
 
 
 def test_two_evaluators_one_slower_than_the_training_both_cover_every_checkpoint(project):
-    project.run(*FOLLOW, "-e", "eval.yaml", "-e", "slow.yaml", "--ckpt_keep", "1").assert_success()
+    outcome = project.run(*FOLLOW, "-e", "eval.yaml", "-e", "slow.yaml", "--ckpt_keep", "1", "--progress", "true")
+    outcome.assert_success()
+    # the progress bars stack: training on the first line, then one line per -e config in order (tqdm moves the
+    # cursor down to its line and back up again)
+    assert "train epoch" in outcome.stderr and "eval eval @" in outcome.stderr and "eval slow @" in outcome.stderr
+    lines = outcome.stderr.split("\n")
+    assert any(re.search(r"eval eval @.*[^A]\x1b\[A$", line) for line in lines), outcome.stderr
+    assert any(re.search(r"eval slow @.*[^A]\x1b\[A\x1b\[A$", line) for line in lines), outcome.stderr
     (run,) = project.runs()
     assert checkpoint_steps(run) == ALL_STEPS  # ckpt_keep: 1 kept what the evaluators had not evaluated yet
     assert evaluated_steps(run, "eval") == ALL_STEPS
@@ -231,8 +239,6 @@ def test_a_signal_stops_every_process_and_leaves_none_behind(project, how):
             process.kill()
             process.wait(timeout=10)
     # the training checkpointed the step it stopped at (a periodic checkpoint may have been that step already)
-    import re
-
     stopped = re.search(r"interrupted at global step (\d+); checkpoint written", (run / "train" / "log.txt").read_text())
     assert stopped and max(checkpoint_steps(run)) == int(stopped.group(1))
     assert registration(run)["finished"] is False  # a restarted evaluator goes on from here
