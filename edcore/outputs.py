@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -25,6 +26,7 @@ from edcore.errors import EdflowError, UserCodeError
 
 FORMAT = "edflow-eval-outputs/1"
 INDEX = "outputs.json"
+CHUNKS = ".chunks"  # batches spilled while a pass runs; removed when it is complete
 METRICS = "metrics.json"
 EXAMPLE_DIGITS = 7
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -55,12 +57,18 @@ def flatten_outputs(outputs: Any, prefix: str = "") -> dict[str, Any]:
 
 
 class OutputWriter:
-    """Collects the eval op's batched outputs and writes them per example when the pass is complete."""
+    """Collects the eval op's batched outputs and writes them per example when the pass is complete.
+
+    Each batch is spilled to a chunk file at once, so memory holds one batch, not the outputs of the whole
+    dataset; :meth:`close` assembles the chunks into the final files and removes them.
+    """
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
-        self.chunks: dict[str, list[np.ndarray]] = {}
+        self.spill = self.folder / CHUNKS
+        self.chunks: dict[str, list[tuple[Path, tuple, np.dtype]]] = {}  # key -> (file, shape, dtype) per batch
         self.num_examples = 0
+        self.num_batches = 0
 
     def add(self, outputs: Any) -> None:
         """Add the outputs of one batch: every value has the batch as its first axis."""
@@ -91,32 +99,44 @@ class OutputWriter:
                                     f"others {batch_size}.")
             batch_size = len(array)
             arrays[key] = array
-        for key, array in arrays.items():
-            self.chunks.setdefault(key, []).append(array)
+        self.spill.mkdir(parents=True, exist_ok=True)
+        for position, (key, array) in enumerate(arrays.items()):
+            file = self.spill / f"{self.num_batches:07d}-{position}.npy"
+            np.save(file, array, allow_pickle=False)
+            self.chunks.setdefault(key, []).append((file, array.shape, array.dtype))
         self.num_examples += batch_size or 0
+        self.num_batches += 1
 
     def close(self, metadata: Mapping | None = None) -> dict:
         """Write the arrays and the index; return the index."""
         self.folder.mkdir(parents=True, exist_ok=True)
         keys: dict[str, dict] = {}
         for key, chunks in self.chunks.items():
-            shapes = {chunk.shape[1:] for chunk in chunks}
-            dtypes = {chunk.dtype.kind for chunk in chunks}
+            shapes = {shape[1:] for _file, shape, _dtype in chunks}
+            kinds = {dtype.kind for _file, _shape, dtype in chunks}
             target = self.folder.joinpath(*key.split("/"))
             target.parent.mkdir(parents=True, exist_ok=True)
-            if len(shapes) == 1 and len(dtypes) == 1:
-                array = np.concatenate(chunks)
-                np.save(target.with_name(target.name + ".npy"), array, allow_pickle=False)
-                keys[key] = {"layout": "stacked", "file": f"{key}.npy", "dtype": str(array.dtype),
-                             "shape": list(array.shape)}
+            if len(shapes) == 1 and len(kinds) == 1:
+                dtype = np.result_type(*(dtype for _file, _shape, dtype in chunks))
+                shape = (self.num_examples, *shapes.pop())
+                stacked = np.lib.format.open_memmap(target.with_name(target.name + ".npy"), mode="w+",
+                                                    dtype=dtype, shape=shape)
+                start = 0
+                for file, chunk_shape, _dtype in chunks:  # one chunk in memory at a time
+                    stacked[start:start + chunk_shape[0]] = np.load(file, allow_pickle=False)
+                    start += chunk_shape[0]
+                stacked.flush()
+                del stacked
+                keys[key] = {"layout": "stacked", "file": f"{key}.npy", "dtype": str(dtype), "shape": list(shape)}
             else:  # ragged: one file per example
                 target.mkdir(exist_ok=True)
                 index = 0
-                for chunk in chunks:
-                    for example in chunk:
+                for file, _shape, _dtype in chunks:
+                    for example in np.load(file, allow_pickle=False):
                         np.save(target / f"{index:0{EXAMPLE_DIGITS}d}.npy", example, allow_pickle=False)
                         index += 1
                 keys[key] = {"layout": "per_example", "folder": key, "count": index}
+        shutil.rmtree(self.spill, ignore_errors=True)
         index = {"format": FORMAT, "num_examples": self.num_examples, "keys": keys, **(metadata or {})}
         write_json(self.folder / INDEX, index)
         return index

@@ -29,6 +29,7 @@ def test_outputs_round_trip_per_example_with_nested_keys_strings_and_ragged_valu
     assert index["keys"]["tokens"]["layout"] == "per_example"
     assert (tmp_path / "meta" / "name.npy").exists() and (tmp_path / "tokens" / "0000004.npy").exists()
     assert json.loads((tmp_path / INDEX).read_text()) == index
+    assert not (tmp_path / ".chunks").exists()  # the batches spilled during the pass are gone
 
     outputs = load_outputs(tmp_path)
     assert sorted(outputs) == ["logits", "meta/name", "meta/ok", "tokens"]
