@@ -176,9 +176,10 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
             raise UsageError(f"run folder '{project.root}' has no saved training config (configs/train_*.yaml).")
         train_config = configs.apply_overrides(configs.merge(configs.load_configs(bases), configs.load_saved(saved)),
                                                overrides)
-    from edcore.evaluation import check_names
+    if args.eval:
+        from edcore.evaluation import check_names
 
-    check_names(args.eval, None if training else args.name)
+        check_names(args.eval, None if training else args.name)
     eval_configs = [(path, configs.apply_overrides(configs.load_configs(bases + [path]), overrides)) for path in args.eval]
     for _path, eval_config in eval_configs:
         eval_config.set("test_mode", True, configs.Origin(file="set by edflow for evaluation"))

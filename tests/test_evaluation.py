@@ -288,9 +288,10 @@ def test_a_finished_run_evaluates_the_latest_then_all_then_exactly_the_named_che
     assert len(list((run / "eval").iterdir())) == 3
 
 
-def test_a_run_without_checkpoints_cannot_be_evaluated(project):
-    project.run(*FOLLOW, "--checkpointing", "false").assert_success()
-    (run,) = project.runs()
+def test_a_run_without_checkpoints_cannot_be_evaluated(finished_run):
+    project, run = finished_run
+    for checkpoint in (run / "train" / "checkpoints").iterdir():
+        shutil.rmtree(checkpoint) if checkpoint.is_dir() else checkpoint.unlink()
     outcome = project.run("-b", "base.yaml", "-e", "eval.yaml", "-p", run).assert_failed(2)
     assert "has no checkpoint to evaluate yet" in outcome.stderr and "Traceback" not in outcome.stderr
 
