@@ -257,14 +257,25 @@ EVALUATORS_DIR = ".evaluators"
 
 
 def register_evaluator(directory: str | os.PathLike, evaluator_id: str, evaluated: Iterable[int], finished: bool,
-                       start_step: int = 0) -> None:
-    """Record which checkpoints an evaluator has done (``finished`` once it will evaluate no more)."""
+                       start_step: int = 0, details: dict | None = None) -> None:
+    """Record which checkpoints an evaluator has done (``finished`` once it will evaluate no more); ``details``
+    (JSON-serializable, e.g. its folder or its last error) are stored alongside."""
     folder = Path(directory) / EVALUATORS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"pid": os.getpid(), "evaluated": sorted(set(evaluated)), "finished": finished, "start_step": start_step}
+    state = {**(details or {}), "pid": os.getpid(), "evaluated": sorted(set(evaluated)), "finished": finished,
+             "start_step": start_step}
     tmp = folder / f".{evaluator_id}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(state))
     os.replace(tmp, folder / f"{evaluator_id}.json")
+
+
+def read_evaluator(directory: str | os.PathLike, evaluator_id: str) -> dict | None:
+    """What :func:`register_evaluator` last recorded for ``evaluator_id``, or ``None``."""
+    try:
+        state = json.loads((Path(directory) / EVALUATORS_DIR / f"{evaluator_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
 
 
 def steps_needed_by_evaluators(directory: str | os.PathLike) -> set[int]:

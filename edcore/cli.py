@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "diff": "edcore.commands.diff",
     "plot": "edcore.commands.plot",
     "completion": "edcore.commands.completion",
+    "eval-outputs": "edcore.commands.eval_outputs",
 }
 
 DESCRIPTION = """\
@@ -54,6 +55,7 @@ commands:
   edflow plot RUN ...   plot the logged metrics of one or more runs into a PNG (needs matplotlib)
   edflow completion bash
                         print a bash completion script: eval "$(edflow completion bash)"
+  edflow eval-outputs   re-run evaluation callbacks on stored outputs, without the model code
 
 exit codes: 0 success, 1 failure at run time, 2 usage or config error, 128+N interrupted by signal N (130 for
 Ctrl-C, 143 for SIGTERM) after writing a checkpoint.
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--disable-plugin", metavar="NAME", action="append", default=[],
                         help="switch off one plugin for this run (see 'edflow plugins'); repeatable")
     parser.add_argument("--version", action="store_true", help="print the versions of edcore and every backend")
+    # Set by the supervisor for the evaluation processes it starts next to a training (edcore.evaluation).
+    parser.add_argument("--follow-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--progress-position", type=int, default=0, help=argparse.SUPPRESS)
     return parser
 
 
@@ -173,6 +178,8 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
             explicit = find_checkpoint(args.checkpoint)
         except CheckpointError as err:
             raise UsageError(f"-c: {err}") from err
+    if args.eval and not args.train and project is None and explicit is not None:
+        project = _run_of_checkpoint(explicit)  # -e EVAL.yaml -c RUN/train/checkpoints/N: evaluate into RUN
     if args.retrain and not (explicit or project):
         raise UsageError("-r/--retrain resets the global step of a loaded checkpoint: give -c CKPT or -p RUN_DIR.")
 
@@ -186,6 +193,10 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
             raise UsageError(f"run folder '{project.root}' has no saved training config (configs/train_*.yaml).")
         train_config = configs.apply_overrides(configs.merge(configs.load_configs(bases), configs.load_saved(saved)),
                                                overrides)
+    if args.eval:
+        from edcore.evaluation import check_names
+
+        check_names(args.eval, None if training else args.name)
     eval_configs = [(path, configs.apply_overrides(configs.load_configs(bases + [path]), overrides)) for path in args.eval]
     for _path, eval_config in eval_configs:
         eval_config.set("test_mode", True, configs.Origin(file="set by edflow for evaluation"))
@@ -252,23 +263,43 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         from edcore.process import run_training
 
         evaluators = None
-        if eval_configs:
+        if eval_configs and dist.rank == 0:
             from edcore.evaluation import start_followers
 
             evaluators = start_followers(project, [p for p, _ in eval_configs], bases, extras, args)
         resume = args.project is not None and explicit is None
-        code = run_training(config=train_config, manager=manager, project=project, dist=dist, checkpoint=explicit,
-                            resume=resume, retrain=args.retrain, debug=args.debug,
-                            on_runtime=(evaluators.attach if evaluators else None))
+        try:
+            code = run_training(config=train_config, manager=manager, project=project, dist=dist,
+                                checkpoint=explicit, resume=resume, retrain=args.retrain, debug=args.debug,
+                                on_runtime=(evaluators.attach if evaluators else None))
+        except BaseException as err:
+            if evaluators is not None:
+                if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                    import signal
+
+                    evaluators.supervisor.forward(signal.SIGINT)
+                evaluators.finish(None)  # the evaluators finish the checkpoints that exist, then the error is shown
+            raise
         if evaluators is not None:
             code = evaluators.finish(code)
         return code
 
     if project is None:
-        raise UsageError("-e without -t evaluates an existing run: give its folder with -p RUN_DIR.")
+        raise UsageError("-e without -t evaluates an existing run: give its folder with -p RUN_DIR (or one of its "
+                         "checkpoints with -c RUN_DIR/train/checkpoints/N).")
     from edcore.evaluation import run_evaluations
 
     return run_evaluations(project, eval_configs, manager, explicit, args, argv, now)
+
+
+def _run_of_checkpoint(checkpoint: Any) -> Any:
+    """The run folder a checkpoint belongs to (RUN/train/checkpoints/N), or a usage error."""
+    from edcore.project import ProjectManager
+
+    root = checkpoint.path.parent.parent.parent
+    if checkpoint.path.parent.name != "checkpoints" or not (root / "configs").is_dir():
+        raise UsageError(f"-c {checkpoint.path} is not inside a run folder; give the run to evaluate with -p RUN_DIR.")
+    return ProjectManager.open(root)
 
 
 def validate_all(manager: Any, train_config: Any, eval_configs: list, final: bool) -> None:

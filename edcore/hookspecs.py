@@ -201,8 +201,10 @@ def edflow_log(global_step, logs, mode):
     ``logs`` is what the log op returned, e.g. ``{"scalars": {...}, "images": {...}}``, with ``logs["scalars"]``
     already flattened (nested names joined with ``/``) and turned into Python floats by the core, once, on logged
     steps only; other entries are passed as the op returned them (they may be framework tensors). ``global_step`` is
-    the number of completed steps, as in ``edflow_after_step``. ``mode`` is ``"train"`` or ``"eval"``. The built-in
-    loggers write the scalars to the console, ``train/metrics.jsonl`` and TensorBoard. In distributed runs the core
+    the number of completed steps, as in ``edflow_after_step``. ``mode`` is ``"train"`` or ``"eval"``; in evaluation
+    processes it is called once per evaluated checkpoint with the metrics of the eval callbacks and the
+    checkpoint's global step. The built-in loggers write the scalars to the console, ``train/metrics.jsonl`` and
+    TensorBoard (the evaluation writes its own ``metrics.jsonl`` and TensorBoard files). In distributed runs the core
     first averages the scalars across ranks (``all_reduce_mean`` of :func:`edflow_distributed`) and then calls this
     hook on rank 0 only.
     """

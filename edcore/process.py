@@ -76,8 +76,10 @@ class SignalHandler:
     The last published checkpoint stays intact on abort because checkpoints are published atomically.
     """
 
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: "Runtime",
+                 on_stop: str = "finishing the current step, then writing a checkpoint") -> None:
         self.runtime = runtime
+        self.on_stop = on_stop  # what the process does on the first signal, for the warning
         self.previous: dict = {}
         self.forward_to: list[int] = []  # child PIDs (evaluators) that get the signal too
 
@@ -105,8 +107,7 @@ class SignalHandler:
             sys.stderr.flush()
             os._exit(EXIT_SIGNAL_BASE + signum)
         self.runtime.stop_signal = signum
-        log.warning("received %s: finishing the current step, then writing a checkpoint "
-                    "(send it again to abort at once)", signal.Signals(signum).name)
+        log.warning("received %s: %s (send it again to abort at once)", signal.Signals(signum).name, self.on_stop)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -257,6 +257,7 @@ class RunningEdflow:
     stdout_file: Any
     stderr_file: Any
     cwd: Path
+    outcome: Outcome | None = None
 
     @property
     def pid(self) -> int:
@@ -280,8 +281,25 @@ class RunningEdflow:
         else:
             os.kill(self.process.pid, signum)
 
+    def poll(self) -> int | None:
+        """The exit code, or ``None`` while it runs."""
+        return self.process.poll()
+
+    def kill(self) -> None:
+        """SIGKILL to the main process only (its children are left to die with it)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    def output(self) -> str:
+        """What it has written so far (stdout, then stderr); after :meth:`wait`, all of it."""
+        if self.outcome is not None:
+            return self.outcome.output
+        return "".join(Path(f.name).read_text(encoding="utf-8") for f in (self.stdout_file, self.stderr_file))
+
     def wait(self, timeout: float = 120) -> Outcome:
         """Wait for the exit (killing the process group after ``timeout``) and return the outcome."""
+        if self.outcome is not None:
+            return self.outcome
         try:
             returncode = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -292,10 +310,33 @@ class RunningEdflow:
         finally:
             self.stdout_file.seek(0)
             self.stderr_file.seek(0)
-        outcome = Outcome(self.args, returncode, self.stdout_file.read(), self.stderr_file.read(), self.cwd)
+        outcome = self.outcome = Outcome(self.args, returncode, self.stdout_file.read(), self.stderr_file.read(),
+                                         self.cwd)
         self.stdout_file.close()
         self.stderr_file.close()
         return outcome
+
+
+def processes_with_env(name: str, value: str) -> set[int]:
+    """PIDs of running processes whose environment has ``name=value`` (Linux ``/proc``): a test sets a unique
+    value for the ``edflow`` it starts and so finds every descendant, DataLoader workers included. Zombies have no
+    environment any more; check the PIDs found while running with :func:`process_exists` afterwards."""
+    wanted = f"{name}={value}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                found.add(int(entry.name))
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return found
+
+
+def process_exists(pid: int) -> bool:
+    """Whether ``pid`` is still in the process table, as a running process or as a zombie nobody waited for."""
+    return Path(f"/proc/{pid}").exists()
 
 
 @contextlib.contextmanager
