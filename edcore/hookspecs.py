@@ -247,8 +247,13 @@ def edflow_checkpoint_published(checkpoint, project):
 
 @hookspec
 def edflow_exception(iterator, exception):
-    """User code or a plugin raised ``exception`` during the loop. Called after the core has written a checkpoint
-    of the last completed step (when one has completed) and before the error is reported."""
+    """User code or a plugin raised ``exception`` in the training process.
+
+    In the loop: called after the core has written a checkpoint of the last completed step (when one has completed)
+    and before the error is reported; ``edflow_after_training`` with ``status="failed"`` follows. While setting up
+    (dataset, batches, model, iterator, restoring a checkpoint, after ``edflow_project_init``): ``iterator`` is the
+    iterator, or ``None`` when the failure came before it existed, and no ``edflow_after_training`` follows.
+    """
 
 
 @hookspec

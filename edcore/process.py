@@ -151,6 +151,7 @@ class Runtime:
         self.num_steps: float = math.inf
         self.num_epochs: float = math.inf
         self.stop_signal = 0
+        self.loop_entered = False  # set-up failures (dataset, model, restore) are reported differently
         self.progress: Any = None
         self.log = self._log if manager.hook.edflow_log.get_hookimpls() else None
         self.checkpointer: Checkpointer | None = None
@@ -325,6 +326,10 @@ def run_training(*, config: Config, manager: PluginManager, project: Any, dist: 
     try:
         return _train(config, manager, project, dist, checkpoint, resume, retrain, debug, progress_position,
                       runtime, signals)
+    except Exception as err:
+        if not runtime.loop_entered:  # the loop reports its own failures, after its checkpoint
+            _tell_plugins_of(manager, None, err)
+        raise
     finally:
         signals.restore()
 
@@ -381,6 +386,7 @@ def _train(config: Config, manager: PluginManager, project: Any, dist: Any, chec
         log.info("training %s from global step %d: %d examples, %d batches per epoch",
                  type(iterator).__name__, start, len(dataset), num_batches)
         status = "failed"
+        runtime.loop_entered = True
         try:
             iterator.iterate(batches)
             status = "interrupted" if runtime.stop_signal else "finished"
@@ -421,6 +427,11 @@ def _after_failure(iterator: Iterator, checkpointer: Checkpointer, manager: Plug
                             iterator.get_global_step())
         except Exception as save_err:  # the original error matters more
             log.warning("could not write a checkpoint after the error: %s", describe_exception(save_err))
+    _tell_plugins_of(manager, iterator, err)
+
+
+def _tell_plugins_of(manager: PluginManager, iterator: Iterator | None, err: BaseException) -> None:
+    """``edflow_exception``; a plugin that raises there must not hide the original error."""
     try:
         manager.hook.edflow_exception(iterator=iterator, exception=err)
     except Exception as hook_err:

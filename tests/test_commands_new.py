@@ -18,7 +18,7 @@ def test_torch_skeleton_trains_and_evaluates_out_of_the_box(edflow_project):
     assert metrics[-1]["loss"] < metrics[0]["loss"] and metrics[-1]["accuracy"] > 0.8
     assert (run / "code" / "my_project" / "model.py").exists()
     edflow_project.run("-e", "my_project/eval.yaml", "-p", str(run), timeout=300).assert_success()
-    assert [p.name for p in (run / "eval").glob("*/*") if p.is_dir()] == ["300"]
+    assert [p.name for p in (run / "eval").glob("*/*") if p.is_dir()] == ["0000000300"]
     (row,) = json.loads(edflow_project.run("runs", "--json", timeout=60).stdout)
     assert row["status"] == "finished" and row["checkpoint_step"] == 300
 

@@ -98,6 +98,21 @@ def test_failed_run(edflow_project):
     assert row["status"] == "failed" and row["checkpoint_step"] == 3
 
 
+def test_a_run_that_fails_before_its_first_step_reads_as_failed(edflow_project):
+    edflow_project.toy(num_steps=10)
+    edflow_project.write({"toy/unreachable.py": '''
+        class Data:
+            def __init__(self, config):
+                raise ConnectionError("the data server is unreachable")
+    '''})
+    edflow_project.run("-t", "train.yaml", "-n", "nodata", "--dataset", "toy.unreachable.Data",
+                       timeout=120).assert_failed(1)
+    (run,) = edflow_project.runs()
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "failed" and "the data server is unreachable" in status["error"]
+    assert runs_json(edflow_project)["nodata"]["status"] == "failed"
+
+
 def test_empty_and_missing_log_folders(edflow_project):
     (edflow_project.path / "logs").mkdir()
     assert edflow_project.run("runs", timeout=60).assert_success().stdout.strip() == "no runs in 'logs'"

@@ -44,7 +44,7 @@ def test_a_signal_to_the_pid_checkpoints_and_stops_the_data_workers(edflow_proje
     checkpoint = run / "train" / "checkpoints" / "0000000011"
     assert json.loads((checkpoint / "manifest.json").read_text())["reason"] == "interrupt"
     assert json.loads((checkpoint / "edcore.json").read_text())["state"] == {"global_step": 11, "epoch": 1,
-                                                                                "position": 3}
+                                                                                "position": 3, "world_size": 1}
     workers = {pid for _, pid in served(served_file)} - {running.pid}
     assert len(workers) == 2, "the examples were loaded by two worker processes"
     assert group_is_gone(running.pid), "a process of the run is still alive"

@@ -64,7 +64,8 @@ def _not_a_zombie(pid: int) -> bool:
 
 
 class RunStatus:
-    """Records "running" when the training starts and "finished", "interrupted" or "failed" when it ends."""
+    """Records "running" when the training starts and "finished", "interrupted" or "failed" when it ends (also when
+    it fails before its first step)."""
 
     def __init__(self) -> None:
         self.root: Path | None = None
@@ -74,6 +75,12 @@ class RunStatus:
         if mode == "train":
             self.root = Path(project.root)
             write_status(self.root, "running")
+
+    @hookimpl
+    def edflow_exception(self, iterator, exception):
+        if self.root is not None:  # also failures before the loop, which no edflow_after_training follows
+            step = {"global_step": iterator.get_global_step()} if iterator is not None else {}
+            write_status(self.root, "failed", error=f"{type(exception).__name__}: {exception}"[:500], **step)
 
     @hookimpl
     def edflow_after_training(self, iterator, status):

@@ -56,14 +56,6 @@ class TFPlugin:
         self.distributed = TFDistributed(make_strategy(settings), *cluster)
         return self.distributed
 
-    @hookimpl(wrapper=True)
-    def edflow_log(self, global_step, logs, mode):
-        """Average the logged scalars over the workers (every worker takes part; only rank 0 has log files,
-        as edflow_project_init runs on rank 0 only). A new-style wrapper must yield, so no worker skips the rest."""
-        if self.distributed is not None and logs.get("scalars"):
-            logs["scalars"] = self.distributed.all_reduce_mean(logs["scalars"])
-        return (yield)
-
     @hookimpl
     def edflow_seed(self, seed, config):
         if not uses_tf(config):

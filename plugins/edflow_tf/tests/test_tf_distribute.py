@@ -49,7 +49,8 @@ def test_multi_worker_mirrored_with_two_workers_on_this_machine(tmp_path):
     metrics = project.metrics(run)
     assert [m["global_step"] for m in metrics] == [1, 5] and all(m["replicas"] == 2 for m in metrics)
     assert (run / "train" / "checkpoints" / "latest").read_text().strip() == "0000000006"
-    assert "training finished at global step 6" in outputs[1]
+    assert "training finished at global step 6" in outputs[0]  # rank 0 reports for all; the others only warn
+    assert "error" not in outputs[1].lower()
 
 
 EQUIVALENCE_SCRIPT = """

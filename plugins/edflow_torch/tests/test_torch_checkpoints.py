@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from conftest import TINY_CONFIG
+from torch_helpers import TINY_CONFIG
 from edcore.errors import CheckpointError
 from edflow_torch.batching import TorchBatches
 from edflow_torch.iterator import STATE_FILE

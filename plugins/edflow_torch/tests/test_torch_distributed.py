@@ -7,7 +7,7 @@ import time
 
 import torch
 import yaml
-from conftest import torchrun_command
+from torch_helpers import torchrun_command
 from edcore.batching import epoch_indices
 from edcore.checkpoint import CheckpointStore
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 import yaml
-from conftest import TINY_CONFIG
+from torch_helpers import TINY_CONFIG
 from edflow_torch.settings import DEFAULTS, SCHEMA, resolve_device, torch_settings
 
 

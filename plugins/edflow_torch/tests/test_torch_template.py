@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import TINY_CONFIG
+from torch_helpers import TINY_CONFIG
 from edcore.errors import UserCodeError
 from edflow_torch import TemplateIterator
 from edflow_torch.batching import TorchBatches
