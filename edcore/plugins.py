@@ -239,7 +239,11 @@ def attribute_error(manager: PluginManager, caller: Any, err: BaseException) -> 
 
     if isinstance(err, EdflowError):
         return err
-    codes = {impl.function.__code__: impl.plugin_name for impl in caller.get_hookimpls() if hasattr(impl.function, "__code__")}
+    codes = {}
+    for impl in caller.get_hookimpls():
+        function = getattr(impl.function, "__wrapped__", impl.function)  # the plugin's code, not a timer around it
+        if hasattr(function, "__code__"):
+            codes[function.__code__] = impl.plugin_name
     tb = err.__traceback__
     plugin_name = None
     while tb is not None:

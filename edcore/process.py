@@ -139,6 +139,10 @@ class Runtime:
     def __init__(self, manager: PluginManager, mode: str, config: dict) -> None:
         self.mode = mode
         self.manager = manager
+        from edcore import profiling
+
+        # Installed before the step hooks are bound, so the bound callers are the timed ones; None when off.
+        self.profiler = profiling.install(manager, config)
         self.before_step = bind_step_hook(manager, "edflow_before_step")
         self.after_step = bind_step_hook(manager, "edflow_after_step")
         epoch_hooks = manager.hook
@@ -376,6 +380,8 @@ def _train(config: Config, manager: PluginManager, project: Any, dist: Any, chec
                 raise
             raise reported from err
         finally:
+            if runtime.profiler is not None:
+                runtime.profiler.finish(iterator)
             if runtime.progress is not None:
                 runtime.progress.close()
             if status != "failed":
