@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import operator
 import os
 import sys
 from dataclasses import dataclass
@@ -321,8 +322,17 @@ def bind_step_hook(manager: PluginManager, hook_name: str) -> Callable[..., None
 
 
 def _select(function: Callable, positions: tuple) -> Callable:
-    def call(*args: Any) -> None:
-        function(*[args[i] for i in positions])
+    """``function`` called with the hook's arguments at ``positions`` only (it takes a subset of them)."""
+    if len(positions) == 1:  # the common case (e.g. only ``feeds``): no list built per call
+        (position,) = positions
+
+        def call(*args: Any) -> None:
+            function(args[position])
+    else:
+        pick = operator.itemgetter(*positions) if positions else (lambda args: ())
+
+        def call(*args: Any) -> None:
+            function(*pick(args))
 
     call.__wrapped__ = function  # type: ignore[attr-defined]
     return call
