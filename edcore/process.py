@@ -207,6 +207,7 @@ class Checkpointer:
         self.enabled = enabled and rank == 0
         self.config_hash = hashlib.sha256(dump(config.data).encode()).hexdigest()
         self.last_saved_step: int | None = None
+        self.versions: dict | None = None
 
     def save(self, reason: str) -> Checkpoint | None:
         """Write and publish a checkpoint of the current global step (rank 0 only)."""
@@ -227,10 +228,12 @@ class Checkpointer:
                                     f"{format_user_traceback(err)}") from err
             call_hook(self.manager, "edflow_save_checkpoint", iterator=iterator, path=str(folder), global_step=step)
 
-        from edcore.project import package_versions
+        if self.versions is None:  # read once: a metadata scan costs milliseconds per checkpoint
+            from edcore.project import package_versions
 
+            self.versions = package_versions()
         checkpoint = self.store.write(step, write, {"reason": reason, "config_sha256": self.config_hash,
-                                                    "versions": package_versions()})
+                                                    "versions": self.versions})
         self.last_saved_step = step
         log.debug("checkpoint %s written (%s)", checkpoint.path, reason)
         call_hook(self.manager, "edflow_checkpoint_published", checkpoint=checkpoint, project=self.project)

@@ -1,0 +1,65 @@
+"""Run every benchmark, one after another, and collect their tables into ``results/RESULTS.md``.
+
+    .venv/bin/python benchmarks/run_all.py            # installs benchmarks/requirements.txt first
+    .venv/bin/python benchmarks/run_all.py --quick    # a smoke run in a minute or two; the numbers mean nothing
+
+Each benchmark is a separate process (so one framework's threads and caches never meet another's) and runs alone:
+running two at once on a small machine would measure their contention.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+#: (script, extra arguments) in the order of the README's workloads.
+BENCHMARKS = (
+    ("loop_overhead.py", []),
+    ("loop_overhead.py", ["--tf"]),
+    ("data_throughput.py", []),
+    ("startup.py", []),
+    ("resume.py", []),
+    ("checkpoint_cost.py", []),
+    ("hook_dispatch.py", []),
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one trial: checks that everything runs")
+    parser.add_argument("--no-install", action="store_true", help="skip pip install -r benchmarks/requirements.txt")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON files and RESULTS.md")
+    parser.add_argument("--only", nargs="*", default=None, help="script names to run (default: all)")
+    args = parser.parse_args()
+    if not args.no_install:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(HERE / "requirements.txt")],
+                       cwd=HERE, check=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    outputs, failed = [], []
+    for script, extra in BENCHMARKS:
+        if args.only is not None and script not in args.only:
+            continue
+        name = script[:-3] + ("_tf" if "--tf" in extra else "")
+        command = [sys.executable, str(HERE / script), *extra, "--out", str(args.out / f"{name}.json")]
+        if args.quick:
+            command.append("--quick")
+        print(f"--- {' '.join([script, *extra])}", flush=True)
+        start = time.time()
+        result = subprocess.run(command, cwd=HERE, capture_output=True, text=True, timeout=3600)
+        print(result.stdout, flush=True)
+        if result.returncode != 0:
+            failed.append(script)
+            print(result.stderr[-3000:], file=sys.stderr, flush=True)
+        outputs.append(result.stdout)
+        print(f"({time.time() - start:.0f} s)\n", flush=True)
+    (args.out / "RESULTS.md").write_text("# Benchmark results\n\n" + "\n".join(outputs))
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
