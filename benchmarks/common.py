@@ -130,21 +130,28 @@ def table(rows: list[dict], unit: str, columns: tuple[str, ...] = (), ratio_labe
     return "\n".join(lines)
 
 
+def render(result: dict) -> str:
+    """A result (as ``report`` writes it) as markdown: the title, the machine state and the tables."""
+    start, end = result["machine_start"], result["machine_end"]
+    lines = [f"## {result['title']}\n",
+             f"machine: {start['cpus']} CPUs, load average {start.get('loadavg')} at start, {end.get('loadavg')} at "
+             f"the end, {start['time']}; Python {start['python']}\n"]
+    for heading, text in result["sections"]:
+        if heading:
+            lines.append(f"{heading}\n")
+        lines.append(text + "\n")
+    return "\n".join(lines)
+
+
 def report(name: str, title: str, sections: list[tuple[str, str]], data: dict, out: Path | None,
            started_state: dict) -> None:
     """Print the tables with the machine state and write everything as JSON (``results/<name>.json``)."""
-    finished_state = machine_state()
-    print(f"## {title}\n")
-    print(f"machine: {started_state['cpus']} CPUs, load average {started_state.get('loadavg')} at start, "
-          f"{finished_state.get('loadavg')} at the end; Python {started_state['python']}\n")
-    for heading, text in sections:
-        if heading:
-            print(f"{heading}\n")
-        print(text + "\n")
+    result = {"name": name, "title": title, "machine_start": started_state, "machine_end": machine_state(),
+              "sections": sections, **data}
+    print(render(result))
     out = out or RESULTS_DIR / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"name": name, "title": title, "machine_start": started_state,
-                               "machine_end": finished_state, "sections": sections, **data}, indent=1, default=str))
+    out.write_text(json.dumps(result, indent=1, default=str))
     sys.stdout.flush()
 
 

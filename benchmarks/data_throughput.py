@@ -155,17 +155,19 @@ def main() -> None:
 
             return wrapped
 
-        samples = interleave({name: collected(run) for name, run in variants.items()}, trials)
+        samples = interleave({name: collected(run) for name, run in variants.items()}, trials,
+                             warmup=0 if args.quick else 1)
     # Throughput: examples per second, so the row with the larger number is the faster one.
     for rows in samples.values():
         for sample in rows:
             sample["rate"] = sample["examples"] / sample["seconds"]
     rows = summarize(samples, key="rate")
-    best = max(rows[:2], key=lambda row: row["median"])
-    for row in rows:
-        row["of_best_raw"] = round(row["median"] / best["median"], 3)
+    best = max(rows[:2], key=lambda row: row["median"])  # the faster raw DataLoader configuration
+    paired = summarize(samples, key="rate", baseline=best["variant"])
+    for row, against_best in zip(rows, paired):
+        row["of_best_raw"] = round(against_best["ratio"], 3)
     sections = [(f"Examples per second ({examples} examples, batch {BATCH_SIZE}, {1e3 * per_example:.2f} ms of CPU per "
-                 f"example; ratio to num_workers=0, of_best_raw to the best raw DataLoader):",
+                 f"example; ratio to num_workers=0, of_best_raw to the faster raw DataLoader, both paired per round):",
                  table(rows, "examples/s", columns=("of_best_raw",), ratio_label="ratio"))]
     if notes:
         sections.append(("", "\n".join(f"- {note}" for note in notes)))
