@@ -13,7 +13,6 @@ from edcore.errors import (
     UsageError,
     UserCodeError,
 )
-from edcore.hookspecs import hookimpl
 from edcore.iterator import DummyModel, Iterator, TemplateIterator
 
 __all__ = [
@@ -31,9 +30,23 @@ __all__ = [
     "CheckpointError",
 ]
 
-try:
-    from importlib.metadata import version as _version
 
-    __version__ = _version("edcore")
-except Exception:  # running from a checkout without installing
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> object:
+    """``hookimpl`` and ``__version__`` on first use: pluggy and importlib.metadata together are most of the time
+    ``import edcore`` takes, and ``edflow --help`` needs neither (benchmarks/startup.py)."""
+    if name == "hookimpl":
+        from edcore.hookspecs import hookimpl
+
+        globals()["hookimpl"] = hookimpl
+        return hookimpl
+    if name == "__version__":
+        try:
+            from importlib.metadata import version
+
+            value = version("edcore")
+        except Exception:  # running from a checkout without installing
+            value = "0+unknown"
+        globals()["__version__"] = value
+        return value
+    raise AttributeError(f"module 'edcore' has no attribute '{name}'")

@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with -e -p: evaluate every checkpoint not evaluated yet (config: eval_all: true)")
     parser.add_argument("--disable-plugin", metavar="NAME", action="append", default=[],
                         help="switch off one plugin for this run (see 'edflow plugins'); repeatable")
+    parser.add_argument("--profile-hooks", action="store_true",
+                        help="time every plugin's hooks; report each plugin's time per hook at the end of the run and "
+                             "warn when one takes more than hook_warn_share (default 0.1) of the loop's time "
+                             "(config: profile_hooks: true)")
     parser.add_argument("--version", action="store_true", help="print the versions of edcore and every backend")
     # Set by the supervisor for the evaluation processes it starts next to a training (edcore.evaluation).
     parser.add_argument("--follow-fd", type=int, default=None, help=argparse.SUPPRESS)
@@ -204,6 +208,9 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
             eval_config.set("eval_all", True, configs.Origin(override="--all"))
 
     all_configs = ([train_config] if train_config else []) + [c for _, c in eval_configs]
+    if args.profile_hooks:
+        for config in all_configs:
+            config.set("profile_hooks", True, configs.Origin(override="--profile-hooks"))
     disabled = list(args.disable_plugin)
     plugin_names: list[str] = []
     for config in all_configs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import operator
 import os
 import sys
 from dataclasses import dataclass
@@ -240,7 +241,11 @@ def attribute_error(manager: PluginManager, caller: Any, err: BaseException) -> 
 
     if isinstance(err, EdflowError):
         return err
-    codes = {impl.function.__code__: impl.plugin_name for impl in caller.get_hookimpls() if hasattr(impl.function, "__code__")}
+    codes = {}
+    for impl in caller.get_hookimpls():
+        function = getattr(impl.function, "__wrapped__", impl.function)  # the plugin's code, not a timer around it
+        if hasattr(function, "__code__"):
+            codes[function.__code__] = impl.plugin_name
     tb = err.__traceback__
     plugin_name = None
     while tb is not None:
@@ -318,8 +323,17 @@ def bind_step_hook(manager: PluginManager, hook_name: str) -> Callable[..., None
 
 
 def _select(function: Callable, positions: tuple) -> Callable:
-    def call(*args: Any) -> None:
-        function(*[args[i] for i in positions])
+    """``function`` called with the hook's arguments at ``positions`` only (it takes a subset of them)."""
+    if len(positions) == 1:  # the common case (e.g. only ``feeds``): no list built per call
+        (position,) = positions
+
+        def call(*args: Any) -> None:
+            function(args[position])
+    else:
+        pick = operator.itemgetter(*positions) if positions else (lambda args: ())
+
+        def call(*args: Any) -> None:
+            function(*pick(args))
 
     call.__wrapped__ = function  # type: ignore[attr-defined]
     return call

@@ -141,6 +141,10 @@ class Runtime:
         self.mode = mode
         self.manager = manager
         self.dist = dist or SingleProcess()
+        from edcore import profiling
+
+        # Installed before the step hooks are bound, so the bound callers are the timed ones; None when off.
+        self.profiler = profiling.install(manager, config)
         self.before_step = bind_step_hook(manager, "edflow_before_step")
         self.after_step = bind_step_hook(manager, "edflow_after_step")
         epoch_hooks = manager.hook
@@ -211,6 +215,7 @@ class Checkpointer:
         self.enabled = enabled and rank == 0
         self.config_hash = hashlib.sha256(dump(config.data).encode()).hexdigest()
         self.last_saved_step: int | None = None
+        self.versions: dict | None = None
 
     def save(self, reason: str) -> Checkpoint | None:
         """Write and publish a checkpoint of the current global step (rank 0 only)."""
@@ -231,10 +236,12 @@ class Checkpointer:
                                     f"{format_user_traceback(err)}") from err
             call_hook(self.manager, "edflow_save_checkpoint", iterator=iterator, path=str(folder), global_step=step)
 
-        from edcore.project import package_versions
+        if self.versions is None:  # read once: a metadata scan costs milliseconds per checkpoint
+            from edcore.project import package_versions
 
+            self.versions = package_versions()
         checkpoint = self.store.write(step, write, {"reason": reason, "config_sha256": self.config_hash,
-                                                    "versions": package_versions()})
+                                                    "versions": self.versions})
         self.last_saved_step = step
         log.debug("checkpoint %s written (%s)", checkpoint.path, reason)
         call_hook(self.manager, "edflow_checkpoint_published", checkpoint=checkpoint, project=self.project)
@@ -397,6 +404,8 @@ def _train(config: Config, manager: PluginManager, project: Any, dist: Any, chec
                 raise
             raise reported from err
         finally:
+            if runtime.profiler is not None:
+                runtime.profiler.finish(iterator)
             if runtime.progress is not None:
                 runtime.progress.close()
             if status != "failed":

@@ -1,0 +1,34 @@
+"""The benchmark scripts run (tiny sizes, one trial) and their loop variants train the same model alike.
+
+No timing is asserted here: speed is measured in benchmarks/, whose README holds the figures.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_every_benchmark_runs_at_tiny_size(tmp_path):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--no-install", "--out",
+                             str(tmp_path)], capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    names = {path.stem for path in tmp_path.glob("*.json")}
+    assert names == {"loop_overhead_torch", "loop_overhead_tf", "data_throughput", "startup", "resume",
+                     "checkpoint_cost", "hook_dispatch"}
+    torch_loop = json.loads((tmp_path / "loop_overhead_torch.json").read_text())
+    variants = {row["variant"]: row for row in torch_loop["cpu"]}
+    assert {"raw loop", "edflow, defaults on", "edflow, everything off"} <= set(variants)
+    # Same initial weights, same batches, same steps: the same model, whoever ran the loop.
+    assert agree([row["final_loss"] for row in torch_loop["cpu"]]), variants
+    tf_loop = json.loads((tmp_path / "loop_overhead_tf.json").read_text())
+    assert agree([row["final_loss"] for row in tf_loop["cpu"]]), tf_loop["cpu"]
+    assert "| raw loop |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def agree(losses: list) -> bool:
+    """Equal up to float rounding (Keras and a raw loop may order a sum differently)."""
+    return max(losses) - min(losses) <= 1e-4 * max(abs(value) for value in losses)
