@@ -26,8 +26,8 @@ def configure_devices(settings: Mapping, where: str = "") -> None:
     except RuntimeError as err:
         prefix = f"{where}: " if where else ""
         raise ConfigError(
-            f"{prefix}tf: {{logical_cpus: {count}}} cannot be applied: TensorFlow has already made its devices ({err}). "
-            f"Create no tensors or variables when your modules are imported."
+            f"{prefix}tf: {{logical_cpus: {count}}} cannot be applied: TensorFlow has already made its devices "
+            f"({err}). Create no tensors or variables when your modules are imported."
         ) from err
 
 

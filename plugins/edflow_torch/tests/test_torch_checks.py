@@ -76,3 +76,15 @@ def test_compile_trains_the_compiled_model_on_the_cpu(torch_project, catcher):
     losses = [m["loss"] for m in torch_project.metrics(torch_project.runs()[0])]
     assert len(losses) == 3 and all(loss == loss for loss in losses)  # three real, finite steps
     assert (torch_project.runs()[0] / "train" / "checkpoints" / "0000000003").is_dir()
+
+
+@NO_CUDA
+def test_nccl_under_torchrun_without_cuda_fails_before_the_run_folder(torch_project):
+    numbers = write_lines(torch_project, "num_workers: 0", "device: cpu", "ddp: {backend: nccl}")
+    outcome = torch_project.torchrun(2, "-t", "train.yaml", timeout=180)
+    assert outcome.returncode != 0 and "exitcode  : 2" in outcome.stderr, outcome  # torchrun reports rank 0's code
+    assert f"train.yaml:{numbers['ddp']}, key 'torch/ddp/backend': torch: {{ddp: {{backend: nccl}}}} needs CUDA" \
+        in outcome.stderr, outcome
+    ranks_output = outcome.stderr.split("torch/distributed/elastic")[0]  # then torchrun's own traceback follows
+    assert ranks_output.count("edflow: error:") >= 1 and "Traceback" not in ranks_output, outcome
+    assert not (torch_project.path / "logs").exists()
