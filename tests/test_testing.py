@@ -63,5 +63,5 @@ def test_own_files_and_a_failing_training(edflow_train):
     training = edflow_train(files=files, config={"dataset": "failing.data.Data", "iterator": "edcore.Iterator",
                                                  "batch_size": 2, "num_steps": 1, "code_root": None})
     assert training.returncode == 1
-    assert training.calls.names()[-3:] == ["edflow_project_init", "edflow_seed", "edflow_dataset"]
-    assert json.loads((training.run / "status.json").read_text())["status"] == "running"  # crashed before the loop
+    assert training.calls.names()[-4:] == ["edflow_project_init", "edflow_seed", "edflow_dataset", "edflow_exception"]
+    assert json.loads((training.run / "status.json").read_text())["status"] == "failed"  # crashed before the loop
