@@ -240,6 +240,7 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         prepare(eval_config, "eval", args, now)
     for config in all_configs:
         resolve_references(config)
+    check_with_plugins(manager, train_config, eval_configs)
 
     from edcore.process import SingleProcess, setup_logging
     from edcore.project import writing_run_folder
@@ -355,6 +356,19 @@ def resolve_references(config: Any) -> None:
                 check_iterator_class(obj, value, config.where((key,)))
     for name, value in (config.get("eval_callbacks") or {}).items():
         resolve(value, where=config.where(("eval_callbacks", name)))
+
+
+def check_with_plugins(manager: Any, train_config: Any, eval_configs: list) -> None:
+    """Let the backends judge what only their frameworks can (devices, precision), before any run folder exists."""
+    from edcore.config import split_keypath
+    from edcore.plugins import call_hook
+
+    modes = ([(train_config, "train")] if train_config is not None else []) + [(c, "eval") for _, c in eval_configs]
+    for config, mode in modes:
+        def where(keypath: Any, config: Any = config) -> str:
+            return config.where(split_keypath(keypath) if isinstance(keypath, str) else keypath)
+
+        call_hook(manager, "edflow_check_config", config=config.data, mode=mode, where=where)
 
 
 def run_name(config: Any, args: argparse.Namespace) -> str:

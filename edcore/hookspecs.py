@@ -43,6 +43,23 @@ def edflow_config_schema():
     """
 
 
+@hookspec
+def edflow_check_config(config, mode, where):
+    """Check the settings that only this plugin's framework can judge (devices, precision, compilers).
+
+    Called once per process for every training and evaluation config, after schema validation, after the
+    defaults are filled in and the config's dotted names (dataset, model, iterator) are imported, and before the
+    run folder is created or reopened; so a failure here writes nothing. ``config`` is the effective config (a
+    dict), ``mode`` is ``"train"`` or ``"eval"``, and ``where(keypath)`` returns the place an error names for a
+    key path such as ``"torch/device"`` (``train.yaml:9, key 'torch/device'``, or the command-line override).
+
+    Return values are ignored. To reject the config raise :class:`edcore.ConfigError` with a message that starts
+    with ``where(keypath)`` and says how to fix it: edflow prints it as one paragraph and exits with code 2. Check
+    only configs your plugin acts on (e.g. whose iterator derives from your backend's TemplateIterator, see
+    :func:`edcore.references.iterator_derives_from`) and import your framework only for those.
+    """
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Process set-up: in each training or evaluation process, after the run folder exists
 

@@ -7,9 +7,9 @@ import importlib.util
 import os
 import pkgutil
 import sys
-from typing import Any
+from typing import Any, Mapping
 
-from edcore.errors import DottedNameError, UserCodeError, describe_exception
+from edcore.errors import DottedNameError, EdflowError, UserCodeError, describe_exception
 
 
 def ensure_cwd_importable() -> None:
@@ -112,6 +112,24 @@ def _missing_attribute(owner: Any, owner_name: str, attribute: str) -> str:
     hint = f" Close names: {', '.join(close)}." if close else ""
     kind = "package" if hasattr(owner, "__path__") else "module" if type(owner).__name__ == "module" else "object"
     return f"{kind} '{owner_name}' has no attribute or submodule '{attribute}'.{hint}"
+
+
+def iterator_derives_from(config: Mapping, module_name: str, class_name: str) -> bool:
+    """Whether ``config["iterator"]`` names a subclass of ``module_name.class_name``.
+
+    A backend asks this in every run; when nothing has imported ``module_name`` yet (the CLI imports the
+    config's iterator before any backend hook runs), no iterator can derive from it, and the answer is False
+    without importing the module and its framework.
+    """
+    module = sys.modules.get(module_name)
+    name = config.get("iterator")
+    if module is None or not isinstance(name, str):
+        return False
+    try:
+        cls = resolve(name)
+    except EdflowError:  # a wrong name is reported by the core's own check, with its place
+        return False
+    return isinstance(cls, type) and issubclass(cls, getattr(module, class_name))
 
 
 def dotted_name(obj: Any) -> str:

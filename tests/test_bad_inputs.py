@@ -109,6 +109,22 @@ BAD_MODULES = {
             def __init__(self, config, root, model, **kwargs):
                 pass
     ''',
+    "toy/torchiter.py": '''
+        from edflow_torch import TemplateIterator
+
+
+        class Iterator(TemplateIterator):
+            def step_op(self, model, **batch):
+                return {"train_op": lambda: None}
+    ''',
+    "toy/tfiter.py": '''
+        from edflow_tf import TemplateIterator
+
+
+        class Iterator(TemplateIterator):
+            def step_op(self, model, **batch):
+                return {"train_op": lambda: None}
+    ''',
     "toy/badplugin.py": '''
         from edcore import hookimpl
 
@@ -171,6 +187,11 @@ CASES = {
                                 fragments=("train.yaml:9, key 'torch/devcie'", "did you mean 'device'")),
     "backend-value-out-of-range": Case(config_text(torch="{num_workers: -1}"),
                                        fragments=("train.yaml:9, key 'torch/num_workers'",)),
+    # --- settings only the framework can judge (edflow_check_config); tensorflow-cpu never sees a GPU
+    "torch-fp16-on-the-cpu": Case(config_text(iterator="toy.torchiter.Iterator", torch="{device: cpu, amp: fp16}"),
+                                  fragments=("train.yaml:9, key 'torch/amp'", "needs a CUDA device", "amp: bf16")),
+    "tf-gpu-with-tensorflow-cpu": Case(config_text(iterator="toy.tfiter.Iterator", tf="{device: gpu}"),
+                                       fragments=("train.yaml:9, key 'tf/device'", "TensorFlow sees no GPU here")),
     # --- the command line
     "override-wrong-type": Case(config_text(), ("--batch_size", "zero"),
                                 fragments=("command line `--batch_size zero`", "key 'batch_size'")),

@@ -78,3 +78,20 @@ def test_a_module_is_not_a_class(package):
 
 def test_dotted_name_is_the_inverse():
     assert resolve(dotted_name(DottedNameError)) is DottedNameError
+
+
+def test_iterator_derives_from_never_imports_the_base_module(package):
+    from edcore.references import iterator_derives_from
+
+    (package / "base.py").write_text("class Base:\n    pass\n")
+    (package / "derived.py").write_text("from refpkg.base import Base\n\n\nclass Derived(Base):\n    pass\n")
+    config = {"iterator": "refpkg.derived.Derived"}
+    assert not iterator_derives_from(config, "refpkg.base", "Base")
+    assert "refpkg.base" not in sys.modules and "refpkg.derived" not in sys.modules, "nothing was imported"
+    resolve("refpkg.derived.Derived")  # what the CLI's reference check does before any backend asks
+    assert iterator_derives_from(config, "refpkg.base", "Base")
+    assert not iterator_derives_from({"iterator": "refpkg.good.Model"}, "refpkg.base", "Base")
+    assert not iterator_derives_from({"iterator": "refpkg.good.factory"}, "refpkg.base", "Base")
+    assert not iterator_derives_from({"iterator": "refpkg.good.Nothing"}, "refpkg.base", "Base")
+    assert not iterator_derives_from({"iterator": {"not": "a name"}}, "refpkg.base", "Base")
+    assert not iterator_derives_from({}, "refpkg.base", "Base")

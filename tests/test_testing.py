@@ -17,9 +17,11 @@ def test_training_returns_the_run_folder_and_every_hook_call_with_arguments(edfl
     assert training.returncode == 0
     assert training.run.parent == training.project.path / "logs" and (training.run / "train" / "checkpoints").is_dir()
     names = training.calls.names()
-    assert names[:9] == ["edflow_config_schema", "edflow_distributed", "edflow_project_init", "edflow_seed",
-                         "edflow_dataset", "edflow_batches", "edflow_model", "edflow_iterator",
-                         "edflow_before_training"]
+    assert names[:10] == ["edflow_config_schema", "edflow_check_config", "edflow_distributed", "edflow_project_init",
+                          "edflow_seed", "edflow_dataset", "edflow_batches", "edflow_model", "edflow_iterator",
+                          "edflow_before_training"]
+    (check,) = training.calls.arguments("edflow_check_config")
+    assert check["mode"] == "train" and check["where"]("batch_size") == "train.yaml:3, key 'batch_size'"
     assert names[-1] == "edflow_after_training"
     (dataset_call,) = training.calls.arguments("edflow_dataset")
     assert dataset_call["mode"] == "train" and dataset_call["config"]["dataset"] == "toy.data.Data"
@@ -61,5 +63,5 @@ def test_own_files_and_a_failing_training(edflow_train):
     training = edflow_train(files=files, config={"dataset": "failing.data.Data", "iterator": "edcore.Iterator",
                                                  "batch_size": 2, "num_steps": 1, "code_root": None})
     assert training.returncode == 1
-    assert training.calls.names()[-3:] == ["edflow_project_init", "edflow_seed", "edflow_dataset"]
-    assert json.loads((training.run / "status.json").read_text())["status"] == "running"  # crashed before the loop
+    assert training.calls.names()[-4:] == ["edflow_project_init", "edflow_seed", "edflow_dataset", "edflow_exception"]
+    assert json.loads((training.run / "status.json").read_text())["status"] == "failed"  # crashed before the loop

@@ -9,8 +9,10 @@ from edcore.errors import ConfigError
 _strategies: dict[str, Any] = {}  # one strategy per process: a second MirroredStrategy would mirror anew
 
 
-def configure_devices(settings: Mapping) -> None:
-    """Split the CPU into ``logical_cpus`` devices; only possible before TensorFlow has made its devices."""
+def configure_devices(settings: Mapping, where: str = "") -> None:
+    """Split the CPU into ``logical_cpus`` devices; only possible before TensorFlow has made its devices.
+
+    ``where`` (``train.yaml:9, key 'tf/logical_cpus'``) is put in front of the error."""
     count = settings.get("logical_cpus")
     if not count:
         return
@@ -22,9 +24,10 @@ def configure_devices(settings: Mapping) -> None:
     try:
         tf.config.set_logical_device_configuration(cpu, wanted)
     except RuntimeError as err:
+        prefix = f"{where}: " if where else ""
         raise ConfigError(
-            f"tf: {{logical_cpus: {count}}} cannot be applied: TensorFlow has already made its devices ({err}). "
-            f"Create no tensors or variables when your modules are imported."
+            f"{prefix}tf: {{logical_cpus: {count}}} cannot be applied: TensorFlow has already made its devices "
+            f"({err}). Create no tensors or variables when your modules are imported."
         ) from err
 
 

@@ -10,23 +10,14 @@ import sys
 from typing import Any, Iterator, Mapping
 
 from edcore import hookimpl
+from edcore.references import iterator_derives_from
 
 from edflow_tf.settings import SCHEMA, tf_settings
 
 
 def uses_tf(config: Mapping) -> bool:
     """Whether the config's iterator is a TensorFlow TemplateIterator (already imported by edcore's name check)."""
-    if "edflow_tf.iterator" not in sys.modules or not isinstance(config.get("iterator"), str):
-        return False
-    from edcore.references import resolve
-
-    from edflow_tf.iterator import TemplateIterator
-
-    try:
-        cls = resolve(config["iterator"])
-    except Exception:
-        return False
-    return isinstance(cls, type) and issubclass(cls, TemplateIterator)
+    return iterator_derives_from(config, "edflow_tf.iterator", "TemplateIterator")
 
 
 class TFPlugin:
@@ -40,6 +31,15 @@ class TFPlugin:
     @hookimpl
     def edflow_config_schema(self):
         return {"tf": SCHEMA}
+
+    @hookimpl
+    def edflow_check_config(self, config, where):
+        """Devices of TensorFlow configs, judged by TensorFlow on this machine before the run folder."""
+        if not uses_tf(config):
+            return
+        from edflow_tf.settings import check_settings
+
+        check_settings(tf_settings(config), where)
 
     @hookimpl
     def edflow_distributed(self, config):

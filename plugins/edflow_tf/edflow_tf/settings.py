@@ -129,6 +129,28 @@ def quiet_python_loggers() -> None:
         pass
 
 
+NO_GPU = "tf: {device: gpu} but TensorFlow sees no GPU here (tensorflow-cpu, or no CUDA); use device: auto or cpu."
+
+
+def check_settings(settings: Mapping, where: Any) -> None:
+    """Everything in the ``tf:`` section that only TensorFlow on this machine can judge; ``where(keypath)`` names
+    the place of a key in the config. Raises :class:`edcore.ConfigError`.
+
+    Only physical devices are listed: listing logical ones would start TensorFlow's runtime, after which neither
+    ``logical_cpus`` nor a MultiWorkerMirroredStrategy can be set up any more.
+    """
+    import tensorflow as tf
+
+    from edcore.errors import ConfigError
+
+    if settings["device"] == "gpu" and not tf.config.list_physical_devices("GPU"):
+        raise ConfigError(f"{where('tf/device')}: {NO_GPU}")
+    if settings["logical_cpus"]:
+        from edflow_tf.distribute import configure_devices
+
+        configure_devices(settings, where("tf/logical_cpus"))  # now: later it fails after the run folder exists
+
+
 def resolve_device(name: str) -> str:
     """The TensorFlow device string for ``tf: {device: ...}``: ``/GPU:0`` or ``/CPU:0``."""
     import tensorflow as tf
@@ -137,8 +159,7 @@ def resolve_device(name: str) -> str:
 
     gpus = tf.config.list_logical_devices("GPU")
     if name == "gpu" and not gpus:
-        raise ConfigError("tf: {device: gpu} but TensorFlow sees no GPU here (tensorflow-cpu, or no CUDA); "
-                          "use device: auto or cpu.")
+        raise ConfigError(NO_GPU)
     if name == "gpu" or (name == "auto" and gpus):
         return gpus[0].name
     return tf.config.list_logical_devices("CPU")[0].name

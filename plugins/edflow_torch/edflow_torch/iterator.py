@@ -10,7 +10,7 @@ import edcore
 import torch
 from edcore.errors import CheckpointError
 
-from edflow_torch.settings import resolve_device, torch_settings
+from edflow_torch.settings import check_amp, resolve_device, torch_settings
 
 log = logging.getLogger("edflow")
 
@@ -41,8 +41,7 @@ class TemplateIterator(edcore.TemplateIterator):
         self.device = resolve_device(settings["device"])
         self.amp = settings["amp"]
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
-        if self.amp == "fp16" and self.device.type == "cpu":
-            raise edcore.ConfigError("torch: {amp: fp16} needs a CUDA device; on the CPU use amp: bf16.")
+        check_amp(self.amp, self.device)  # edflow checked it already; this is for iterators made by hand
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         if isinstance(model, torch.nn.Module):
             model.to(self.device)

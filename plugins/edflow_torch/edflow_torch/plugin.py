@@ -9,23 +9,14 @@ import sys
 from typing import Any, Mapping
 
 from edcore import hookimpl
+from edcore.references import iterator_derives_from
 
 from edflow_torch.settings import SCHEMA, launched_by_torchrun, torch_settings
 
 
 def uses_torch(config: Mapping) -> bool:
     """Whether the config's iterator is a torch TemplateIterator (already imported by edcore's reference check)."""
-    if "edflow_torch.iterator" not in sys.modules or not isinstance(config.get("iterator"), str):
-        return False
-    from edcore.references import resolve
-
-    from edflow_torch.iterator import TemplateIterator
-
-    try:
-        cls = resolve(config["iterator"])
-    except Exception:
-        return False
-    return isinstance(cls, type) and issubclass(cls, TemplateIterator)
+    return iterator_derives_from(config, "edflow_torch.iterator", "TemplateIterator")
 
 
 class TorchPlugin:
@@ -39,6 +30,15 @@ class TorchPlugin:
     @hookimpl
     def edflow_config_schema(self):
         return {"torch": SCHEMA}
+
+    @hookimpl
+    def edflow_check_config(self, config, where):
+        """Devices, amp and compile of torch configs, judged by torch on this machine before the run folder."""
+        if not uses_torch(config):
+            return
+        from edflow_torch.settings import check_settings
+
+        check_settings(torch_settings(config), where)
 
     @hookimpl
     def edflow_distributed(self, config):

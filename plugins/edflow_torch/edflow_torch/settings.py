@@ -56,12 +56,16 @@ def torch_settings(config: Mapping) -> dict[str, Any]:
     return settings
 
 
-def resolve_device(name: str) -> Any:
-    """``auto`` is CUDA when available (the local rank's GPU in distributed runs), else the CPU."""
+def resolve_device(name: str, where: str = "") -> Any:
+    """``auto`` is CUDA when available (the local rank's GPU in distributed runs), else the CPU.
+
+    ``where`` (``train.yaml:9, key 'torch/device'``) is put in front of the error for a device this machine lacks.
+    """
     import torch
 
     from edcore.errors import ConfigError
 
+    prefix = f"{where}: " if where else ""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
@@ -69,12 +73,58 @@ def resolve_device(name: str) -> Any:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"torch: {{device: {name}}} but CUDA is not available here; use device: auto or cpu.")
+            raise ConfigError(f"{prefix}torch: {{device: {name}}} but CUDA is not available here; use device: auto "
+                              f"or cpu.")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"torch: {{device: {name}}} but only {torch.cuda.device_count()} CUDA device(s) exist.")
+            raise ConfigError(f"{prefix}torch: {{device: {name}}} but only {torch.cuda.device_count()} CUDA device(s) "
+                              f"exist; use cuda:0 to cuda:{torch.cuda.device_count() - 1}, or auto.")
         if device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{prefix}torch: {{device: mps}} but this machine or torch build has no MPS (Apple GPU); "
+                          f"use device: auto or cpu.")
     return device
+
+
+def check_amp(amp: str, device: Any, where: str = "") -> None:
+    """fp16 needs a GradScaler on a GPU; on the CPU autocast offers bfloat16 only."""
+    from edcore.errors import ConfigError
+
+    if amp == "fp16" and device.type == "cpu":
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}torch: {{amp: fp16}} needs a CUDA device; on the CPU use amp: bf16.")
+
+
+def check_settings(settings: Mapping, where: Any) -> None:
+    """Everything in the ``torch:`` section that only torch on this machine can judge; ``where(keypath)`` names
+    the place of a key in the config. Raises :class:`edcore.ConfigError`."""
+    device = resolve_device(settings["device"], where("torch/device"))
+    check_amp(settings["amp"], device, where("torch/amp"))
+    if settings["compile"] and device.type == "cpu":
+        check_cpu_compiler(where("torch/compile"))
+    if launched_by_torchrun() and settings["ddp"]["backend"] == "nccl":
+        import torch
+
+        from edcore.errors import ConfigError
+
+        if not (torch.cuda.is_available() and torch.distributed.is_nccl_available()):
+            raise ConfigError(f"{where('torch/ddp/backend')}: torch: {{ddp: {{backend: nccl}}}} needs CUDA and a "
+                              f"torch build with NCCL, which this machine lacks; use backend: auto or gloo.")
+
+
+def check_cpu_compiler(where: str) -> None:
+    """torch.compile on the CPU (inductor) writes C++ and builds it; without a compiler it fails on the first step."""
+    import shutil
+    import sys
+
+    from edcore.errors import ConfigError
+
+    # inductor's own choice (torch._inductor.config.cpp.cxx): $CXX, else g++ (clang++ on macOS)
+    compiler = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+    if shutil.which(compiler) is None:
+        raise ConfigError(f"{where}: torch: {{compile: true}} on the CPU needs a C++ compiler to build the compiled "
+                          f"kernels, and '{compiler}' (from $CXX, else the default) was not found here; install one "
+                          f"(e.g. g++), point $CXX at it, or set compile: false.")
 
 
 def launched_by_torchrun() -> bool:
