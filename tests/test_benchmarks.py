@@ -39,3 +39,14 @@ def test_every_benchmark_runs_at_tiny_size(tmp_path):
 def agree(losses: list) -> bool:
     """Equal up to float rounding (Keras and a raw loop may order a sum differently)."""
     return max(losses) - min(losses) <= 1e-4 * max(abs(value) for value in losses)
+
+
+def test_loop_ablation_runs_at_tiny_size(tmp_path):
+    """Not part of run_all.py; run here so that it cannot rot either. Every ablated loop trains the same model."""
+    out = tmp_path / "loop_ablation.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "loop_ablation.py"), "--quick", "--out", str(out)],
+                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads(out.read_text())["cpu"]
+    assert {"raw loop", "edflow, everything off", "train(): run only"} <= {row["variant"] for row in rows}
+    assert agree([row["final_loss"] for row in rows]), rows
