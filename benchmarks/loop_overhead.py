@@ -79,7 +79,7 @@ def tf_variants(num_steps: int, workdir: Path) -> tuple[dict, list[str]]:
 
     workload.setup(num_steps)
     variants = {"raw tf.function loop": workload.raw_loop}
-    notes = []
+    notes, no_op = [], {}
     if installed("edflow_tf"):
         from edcore.testing import EdflowProject
 
@@ -88,11 +88,16 @@ def tf_variants(num_steps: int, workdir: Path) -> tuple[dict, list[str]]:
             project.config(f"{name}.yaml", **config)
         variants["edflow-tf, jit, defaults on"] = workload.edflow_variant(project, "on.yaml")
         variants["edflow-tf, jit, everything off"] = workload.edflow_variant(project, "off.yaml")
+        no_op = {
+            "raw loop, no-op step": workload.raw_noop_loop,
+            "edflow-tf, defaults on, no-op step": workload.edflow_variant(project, "on-noop.yaml", check=False),
+            "edflow-tf, everything off, no-op step": workload.edflow_variant(project, "off-noop.yaml", check=False),
+        }
     else:
-        notes.append("edflow-tf not installed: its rows appear once `edflow_tf` is importable")
+        notes.append("edflow-tf not installed (pip install -e plugins/edflow_tf): its rows are missing")
     variants["Keras fit, verbose 0"] = quietly(lambda: workload.keras_fit(verbose=0))
     variants["Keras fit, its progress bar"] = quietly(lambda: workload.keras_fit(verbose=1))
-    return {name: collected(run) for name, run in variants.items()}, notes, {}
+    return {name: collected(run) for name, run in variants.items()}, notes, no_op
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from the end of its first step, over the remaining steps.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -24,6 +25,7 @@ LR = 1e-3
 BATCHES: list = []  # dicts of tf tensors, shared by every variant
 ARRAYS: tuple = ()  # the same examples as two numpy arrays, for Keras fit
 INITIAL_WEIGHTS: list | None = None
+ZERO: list = []  # the no-op step's logged loss, a tf tensor like a real step's
 
 
 def setup(num_steps: int) -> None:
@@ -39,6 +41,7 @@ def setup(num_steps: int) -> None:
     except RuntimeError:  # already initialised in this process
         pass
     pairs = teacher_batches(num_steps, 64, IN, OUT)
+    ZERO[:] = [tf.constant(0.0)]
     BATCHES[:] = [{"x": tf.constant(x), "y": tf.constant(y)} for x, y in pairs]
     ARRAYS = (np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs]))
     import keras
@@ -96,6 +99,15 @@ def raw_loop() -> dict:
     return {**watch.stop(), "steps": len(rest), "final_loss": check_loss(model)}
 
 
+def raw_noop_loop() -> dict:
+    """The raw loop's share of the no-op measurement: iterating over the batches after the first."""
+    watch = Stopwatch()
+    watch.start()
+    for batch in BATCHES[1:]:
+        pass
+    return {**watch.stop(), "steps": len(BATCHES) - 1}
+
+
 def keras_fit(verbose: int) -> dict:
     import keras
 
@@ -117,32 +129,54 @@ def keras_fit(verbose: int) -> dict:
     return {**timer.watch.result, "steps": len(BATCHES) - 1, "final_loss": check_loss(model)}
 
 
-# -- edflow-tf (runs once the backend is installed) ------------------------------------------------------------------
+# -- edflow-tf ------------------------------------------------------------------------------------------------------
 
 
+def _nothing() -> None:
+    return None
+
+
+def _zero_loss() -> dict:
+    return {"scalars": {"loss": ZERO[0]}}
+
+
+@functools.lru_cache(maxsize=1)  # one class, however often edflow resolves the name
 def _iterator_class() -> Any:
     import edflow_tf
     import keras
     import tensorflow as tf
 
     class Iterator(edflow_tf.TemplateIterator):
-        """The raw loop's step as an edflow-tf template iterator; ``tf: {jit: true}`` compiles it."""
+        """The raw loop's step as an edflow-tf template iterator: ``tf: {jit: true}`` compiles its step function
+        with ``tf.function``, as the raw loop compiles its own."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.optimizer = keras.optimizers.Adam(LR)
             self.loss_fn = loss_function()
+            if self.config.get("bench_noop"):
+                self.step_op = self.noop_step_op  # type: ignore[method-assign]
+
+        def noop_step_op(self, model: Any, x: Any, y: Any) -> dict:
+            """A step that computes nothing, to measure what edflow-tf itself costs per step."""
+            return {"train_op": _nothing, "log_op": _zero_loss}
+
+        @edflow_tf.step_function
+        def train_step(self, x: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                loss = self.loss_fn(y, self.model(x, training=True))
+            gradients = tape.gradient(loss, self.model.trainable_variables)
+            self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+            return loss
 
         def step_op(self, model: Any, x: Any, y: Any) -> dict:
-            def train_op() -> Any:
-                with tf.GradientTape() as tape:
-                    loss = self.loss_fn(y, model(x, training=True))
-                gradients = tape.gradient(loss, model.trainable_variables)
-                self.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-                return loss
+            outputs = {}
 
-            def log_op() -> dict:
-                return {"scalars": {"loss": self.loss_fn(y, model(x, training=False))}}
+            def train_op() -> None:
+                outputs["loss"] = self.train_step(x, y)
+
+            def log_op() -> dict:  # the step's own loss, as Keras fit reports it: no extra forward pass
+                return {"scalars": outputs}
 
             return {"train_op": train_op, "log_op": log_op}
 
@@ -169,16 +203,18 @@ class FirstStepTimer:
 
 
 def edflow_configs(num_steps: int) -> dict[str, dict]:
+    """The edflow-tf variants, compiled step: every default on, everything off, and both with a no-op step."""
     common = {"dataset": "harness.PrebuiltDataset", "model": "tf_workload.make_model",
               "iterator": "tf_workload.Iterator", "batch_size": 64, "num_steps": num_steps, "seed": 0,
               "bench_examples": 64 * num_steps, "code_root": None, "tf": {"jit": True}}
-    return {
-        "on": dict(common),
+    configs = {
+        "on": dict(common),  # progress bar, log_freq 100, TensorBoard, metrics.jsonl, checkpoint at the end
         "off": {**common, "progress": False, "log_freq": None, "checkpointing": False, "tensorboard": False},
     }
+    return {**configs, **{f"{name}-noop": {**config, "bench_noop": True} for name, config in configs.items()}}
 
 
-def edflow_variant(project: Any, config_name: str) -> Any:
+def edflow_variant(project: Any, config_name: str, check: bool = True) -> Any:
     """``edflow -t`` in this process, timed from the end of its first step."""
     from common import quiet_output
     from harness import LoopTimer
@@ -191,6 +227,6 @@ def edflow_variant(project: Any, config_name: str) -> Any:
         if code != 0:
             tail = "\n".join(output.read_text(errors="replace").splitlines()[-20:])
             raise SystemExit(f"edflow -t {config_name} exited with {code}:\n{tail}")
-        return {**timer.watch.result, "steps": len(BATCHES) - 1, "final_loss": check_loss(timer.iterator.model)}
+        return {**timer.watch.result, "steps": len(BATCHES) - 1, "final_loss": check_loss(timer.iterator.model) if check else None}
 
     return run

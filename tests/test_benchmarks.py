@@ -25,10 +25,28 @@ def test_every_benchmark_runs_at_tiny_size(tmp_path):
     # Same initial weights, same batches, same steps: the same model, whoever ran the loop.
     assert agree([row["final_loss"] for row in torch_loop["cpu"]]), variants
     tf_loop = json.loads((tmp_path / "loop_overhead_tf.json").read_text())
+    tf_variants = {row["variant"] for row in tf_loop["cpu"]}
+    # edflow-tf is a dev requirement: its compiled step runs next to the raw tf.function loop and Keras fit.
+    assert {"raw tf.function loop", "edflow-tf, jit, defaults on", "edflow-tf, jit, everything off",
+            "Keras fit, verbose 0"} <= tf_variants, tf_variants
     assert agree([row["final_loss"] for row in tf_loop["cpu"]]), tf_loop["cpu"]
+    no_op = {row["variant"]: row for row in tf_loop["no_op"]}
+    assert {"raw loop, no-op step", "edflow-tf, everything off, no-op step"} <= set(no_op), no_op
+    assert all(row["median"] > 0 for row in tf_loop["cpu"]), tf_loop["cpu"]
     assert "| raw loop |" in (tmp_path / "RESULTS.md").read_text()
 
 
 def agree(losses: list) -> bool:
     """Equal up to float rounding (Keras and a raw loop may order a sum differently)."""
     return max(losses) - min(losses) <= 1e-4 * max(abs(value) for value in losses)
+
+
+def test_loop_ablation_runs_at_tiny_size(tmp_path):
+    """Not part of run_all.py; run here so that it cannot rot either. Every ablated loop trains the same model."""
+    out = tmp_path / "loop_ablation.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "loop_ablation.py"), "--quick", "--out", str(out)],
+                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads(out.read_text())["cpu"]
+    assert {"raw loop", "edflow, everything off", "train(): run only"} <= {row["variant"] for row in rows}
+    assert agree([row["final_loss"] for row in rows]), rows

@@ -1,0 +1,122 @@
+"""Where the torch loop's few percent go: edflow with everything off next to iterators whose ``train()`` keeps only
+some of ``Iterator.train``'s per-step work, interleaved with the raw loop (CPU time).
+
+    python benchmarks/loop_ablation.py --steps 2000 --trials 10
+
+Each ablated iterator runs inside the real ``edflow -t`` (same process set-up, model, optimizer, batches), so the
+differences between the rows are the loop path alone.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import torch_workload
+from common import arguments, interleave, machine_state, report, summarize, table
+
+
+def _finish_epoch(iterator: Any, batches: Any) -> None:
+    """What ``Iterator.train`` does after the epoch that the timer and the loss check rely on."""
+    iterator._global_step = len(batches)
+    iterator.runtime.after_epoch(iterator=iterator, epoch=0)
+
+
+class RawCode(torch_workload.Iterator):
+    """The raw loop's own code as ``train()``, on the model and optimizer edflow made."""
+
+    def train(self, batches: Any) -> None:
+        model, optimizer = self.model, self.optimizer
+        for batch in batches.epoch(0, 0):
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(batch["x"]), batch["y"])
+            loss.backward()
+            optimizer.step()
+        _finish_epoch(self, batches)
+
+
+class RunOnly(torch_workload.Iterator):
+    """Only ``self.run`` per batch: ``step_op``, its closures and ``TemplateIterator.run``."""
+
+    copy_feeds = call_hooks = False
+
+    def train(self, batches: Any) -> None:
+        self._log_now = False
+        fetches, run, make_feeds = self.step_ops(), self.run, self.make_feeds
+        before_step, after_step = self.runtime.before_step, self.runtime.after_step
+        step = 0
+        for batch in batches.epoch(0, 0):
+            feeds = make_feeds(batch) if self.copy_feeds else batch
+            if self.call_hooks and before_step is not None:
+                before_step(step, fetches, feeds, batch)
+            results = run(fetches, feeds)
+            step += 1
+            if self.call_hooks and after_step is not None:
+                after_step(step, fetches, feeds, batch, results)
+        _finish_epoch(self, batches)
+
+
+class RunAndCopy(RunOnly):
+    """``run`` and the feeds copy."""
+
+    copy_feeds = True
+
+
+class RunAndHooks(RunOnly):
+    """``run`` and the two per-step hook callers (``edflow_before_step``, ``edflow_after_step``)."""
+
+    call_hooks = True
+
+
+class RunCopyAndHooks(RunOnly):
+    """``run``, the feeds copy and the hook callers: ``Iterator.train`` without its bookkeeping."""
+
+    copy_feeds = call_hooks = True
+
+
+ABLATIONS = {
+    "raw code as train()": "RawCode",
+    "train(): run only": "RunOnly",
+    "train(): run + feeds copy": "RunAndCopy",
+    "train(): run + hooks": "RunAndHooks",
+    "train(): run + feeds copy + hooks": "RunCopyAndHooks",
+}
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=None, help="steps per run (default 2000, quick 30)")
+    args = parser.parse_args()
+    num_steps = args.steps or (30 if args.quick else 2000)
+    trials = args.trials or (1 if args.quick else 10)
+    from edcore.testing import EdflowProject
+    from harness import edflow_variant
+
+    torch.set_num_threads(1)
+    torch_workload.BATCHES = torch_workload.make_batches(num_steps)
+    torch_workload.INITIAL_STATE = torch_workload.initial_state()
+    batches = [{"x": x, "y": y} for x, y in torch_workload.BATCHES]
+    loss_of = lambda iterator: torch_workload.check_loss(iterator._raw_model)  # noqa: E731
+    state = machine_state()
+    with tempfile.TemporaryDirectory(prefix="edflow-bench-") as workdir:
+        project = EdflowProject(Path(workdir))
+        off = torch_workload.edflow_configs(num_steps)["off"]
+        project.config("off.yaml", **off)
+        variants = {"raw loop": torch_workload.raw_loop,
+                    "edflow, everything off": edflow_variant(project, "off.yaml", batches, loss_of)}
+        for label, name in ABLATIONS.items():
+            project.config(f"{name}.yaml", **{**off, "iterator": f"loop_ablation.{name}"})
+            variants[label] = edflow_variant(project, f"{name}.yaml", batches, loss_of)
+        samples = interleave(variants, trials, warmup=0 if args.quick else 1)
+    rows = summarize(samples, key="cpu_seconds", per="steps", scale=1e6)
+    report("loop_ablation", f"Loop path ablation, PyTorch ({num_steps} pre-built batches of 64, {trials} trials)",
+           [("CPU time per step:", table(rows, "µs/step", columns=("ratio_of_minimums", "final_loss"),
+                                         ratio_label="ratio to raw"))],
+           {"cpu": rows, "num_steps": num_steps, "trials": trials}, args.out, state)
+
+
+if __name__ == "__main__":
+    main()
