@@ -16,6 +16,7 @@ def run(project, recorder, drop=(), **config):
 def test_the_exact_hook_sequence(edflow_project, hook_recorder):
     run(edflow_project, hook_recorder, num_steps=3, log_freq=2)
     assert hook_recorder.names() == [
+        "edflow_check_config",                                            # before the run folder exists
         "edflow_project_init", "edflow_seed", "edflow_before_training", "edflow_before_epoch",
         "edflow_before_step", "edflow_after_step", "edflow_log",          # the first step is always logged
         "edflow_before_step", "edflow_after_step", "edflow_log",          # step 2: log_freq
