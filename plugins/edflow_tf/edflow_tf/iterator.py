@@ -117,6 +117,10 @@ class TemplateIterator(edcore.TemplateIterator):
                      for name, obj in objects.items()}
         for name, optimized in _optimized_variables(objects).items():
             described[name]["optimizes"] = optimized
+        for name, obj in objects.items():
+            built = _build_config(obj)
+            if built is not None:
+                described[name]["build"] = built
         with open(os.path.join(path, OBJECTS_FILE), "w", encoding="utf-8") as stream:
             json.dump({"format": 1, "objects": described}, stream)
 
@@ -145,6 +149,7 @@ class TemplateIterator(edcore.TemplateIterator):
             if name not in saved:
                 log.warning("%s '%s' is not in the checkpoint; it keeps its fresh state", _kind(obj), name)
             elif _keras_variables(obj) is not None:
+                self._build_layer(name, obj, saved[name])
                 self._build_optimizer(name, obj, saved[name].get("optimizes"), current)
                 _restore_keras(name, obj, saved[name]["variables"], reader)
             else:
@@ -158,6 +163,22 @@ class TemplateIterator(edcore.TemplateIterator):
                                       f"model?): {' '.join(str(err).split())[:600]}") from err
             status.expect_partial()  # variables a tf.Module creates later are restored when they are created
 
+
+    def _build_layer(self, name: str, obj: Any, saved: Mapping) -> None:
+        """Make the weights of a Keras model or layer that creates them at its first call (a subclassed model, a
+        Sequential without ``keras.Input``) from the input shapes it was built for when it was saved, so that they
+        can be restored before the first step. The core restores the Python and NumPy RNG states afterwards, so
+        the initializers run here change nothing the resumed run sees."""
+        import keras
+
+        if not isinstance(obj, keras.layers.Layer) or obj.built or not saved.get("build"):
+            return  # (an unbuilt model may have variables already: a Dropout's seed state is made in __init__)
+        try:
+            with self.strategy.scope(), tf.device(self.device):
+                obj.build_from_config(saved["build"])
+        except Exception as err:  # noqa: BLE001 - the user's build/call code may raise anything
+            raise CheckpointError(f"'{name}' cannot be built for the input shapes it had when it was saved "
+                                  f"({saved['build']}): {' '.join(str(err).split())[:400]}") from err
 
     def _build_optimizer(self, name: str, optimizer: Any, optimizes: list | None, current: Mapping) -> None:
         """Make the slots of an optimizer that has not run yet, for the variables it optimized when it was saved,
@@ -196,6 +217,19 @@ def _keras_variables(obj: Any) -> list | None:
     if isinstance(obj, keras.Variable):
         return [obj]
     return None
+
+
+def _build_config(obj: Any) -> dict | None:
+    """The input shapes a built Keras layer or model was built for (JSON-ready), or None."""
+    import keras
+
+    if not isinstance(obj, keras.layers.Layer) or not obj.built:
+        return None
+    try:
+        config = obj.get_build_config()
+        return json.loads(json.dumps(config)) if config else None
+    except (TypeError, ValueError, NotImplementedError):
+        return None
 
 
 def _checkpointable(obj: Any) -> Any:
