@@ -35,7 +35,8 @@ def test_checkpoint_holds_model_optimizer_and_generators(reference_run):
     assert (checkpoints / "latest").read_text().strip() == "0000000020"
     final = checkpoints / "0000000020"
     objects = json.loads((final / "tf_objects.json").read_text())["objects"]
-    assert objects["model"] == {"kind": "module", "variables": 7}  # 3 kernels, 3 biases, the dropout seed
+    # 3 kernels, 3 biases, the dropout seed; and the input shapes it was built for (a resume builds it from them)
+    assert objects["model"] == {"kind": "module", "variables": 7, "build": {"input_shape": [None, 4]}}
     assert objects["optimizer"]["kind"] == "optimizer" and objects["optimizer"]["variables"] == 2 + 2 * 6
     assert objects["noise"]["kind"] == objects["global_generator"]["kind"] == "generator"
     manifest = json.loads((final / "manifest.json").read_text())
