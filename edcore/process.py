@@ -91,6 +91,7 @@ class SignalHandler:
         self.runtime = runtime
         self.on_stop = on_stop  # what the process does on the first signal, for the warning
         self.announce = announce
+        self.received = 0  # the first signal this process got itself (the stop flag may come from another rank)
         self.previous: dict = {}
         self.forward_to: list[int] = []  # child PIDs (evaluators) that get the signal too
 
@@ -114,12 +115,15 @@ class SignalHandler:
                 os.kill(pid, signum)
             except OSError:
                 pass
-        if self.runtime.stop_signal:
+        # Counted per process, not by the stop flag: under torchrun the ranks agree to stop as soon as one got the
+        # signal, and the others' own copy of it, arriving a moment later, is their first, not a second one.
+        if self.received:
             sys.stderr.write(f"\nedflow: second signal ({signal.Signals(signum).name}): aborting now; "
                              f"the last published checkpoint is intact.\n")
             sys.stderr.flush()
             os._exit(EXIT_SIGNAL_BASE + signum)
-        self.runtime.stop_signal = signum
+        self.received = signum
+        self.runtime.stop_signal = self.runtime.stop_signal or signum
         message = f"received {signal.Signals(signum).name}: {self.on_stop} (send it again to abort at once)"
         if self.announce:
             log.warning("%s", message)
