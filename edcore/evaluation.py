@@ -242,7 +242,8 @@ class Evaluation:
         record.register(finished=False, start_step=explicit.step if explicit else 0)
         self.runtime = Runtime(self.manager, "eval", self.data)
         signals = SignalHandler(self.runtime, on_stop="stopping after the current batch; this checkpoint is "
-                                                      "evaluated again when the evaluation continues")
+                                                      "evaluated again when the evaluation continues",
+                                announce=follow_fd is None)  # a follower's signals come from the training
         signals.install()
         batches = None
         try:

@@ -70,16 +70,28 @@ def setup_logging(log_file: Path | None, debug: bool, label: str = "edflow") -> 
 # Signals
 
 
+_received_signal = 0
+
+
+def stop_requested() -> int:
+    """The stop signal this process has received (0: none); backends use it to tell an interrupt from a crash."""
+    return _received_signal
+
+
 class SignalHandler:
     """SIGINT/SIGTERM/SIGUSR1 become a flag the loop checks between steps; a second signal aborts at once.
 
-    The last published checkpoint stays intact on abort because checkpoints are published atomically.
+    The last published checkpoint stays intact on abort because checkpoints are published atomically. With
+    ``announce=False`` (an evaluation process started next to a training, which forwards its signals) the first
+    signal is noted in the process's log file only: the training has told the console already, once per signal.
     """
 
     def __init__(self, runtime: "Runtime",
-                 on_stop: str = "finishing the current step, then writing a checkpoint") -> None:
+                 on_stop: str = "finishing the current step, then writing a checkpoint", announce: bool = True) -> None:
         self.runtime = runtime
         self.on_stop = on_stop  # what the process does on the first signal, for the warning
+        self.announce = announce
+        self.received = 0  # the first signal this process got itself (the stop flag may come from another rank)
         self.previous: dict = {}
         self.forward_to: list[int] = []  # child PIDs (evaluators) that get the signal too
 
@@ -96,18 +108,35 @@ class SignalHandler:
         self.previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
+        global _received_signal
+        _received_signal = _received_signal or signum
         for pid in self.forward_to:
             try:
                 os.kill(pid, signum)
             except OSError:
                 pass
-        if self.runtime.stop_signal:
+        # Counted per process, not by the stop flag: under torchrun the ranks agree to stop as soon as one got the
+        # signal, and the others' own copy of it, arriving a moment later, is their first, not a second one.
+        if self.received:
             sys.stderr.write(f"\nedflow: second signal ({signal.Signals(signum).name}): aborting now; "
                              f"the last published checkpoint is intact.\n")
             sys.stderr.flush()
             os._exit(EXIT_SIGNAL_BASE + signum)
-        self.runtime.stop_signal = signum
-        log.warning("received %s: %s (send it again to abort at once)", signal.Signals(signum).name, self.on_stop)
+        self.received = signum
+        self.runtime.stop_signal = self.runtime.stop_signal or signum
+        message = f"received {signal.Signals(signum).name}: {self.on_stop} (send it again to abort at once)"
+        if self.announce:
+            log.warning("%s", message)
+        else:
+            log_to_file(logging.WARNING, message)
+
+
+def log_to_file(level: int, message: str) -> None:
+    """Write ``message`` into this process's log file only, not onto the console."""
+    record = log.makeRecord(log.name, level, __file__, 0, message, None, None)
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -31,6 +31,26 @@ DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROU
                    "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 
 
+#: What an ``edflow`` child process runs (``python -c``). ``python -m edcore`` would put the working directory first on
+#: sys.path, where a folder named edcore (a copy of the repository, say) shadows the installed package; ``-c`` puts
+#: it there as '', which is dropped. The user's modules are still found in the working directory: edcore.references
+#: adds it when it resolves a dotted name, in the parent and the children alike.
+LAUNCHER = """\
+import sys
+if sys.path and sys.path[0] == "":
+    del sys.path[0]
+sys.argv[0] = sys.argv.pop(1)
+from edcore.cli import main
+sys.exit(main())
+"""
+
+
+def edflow_command(argv: list[str], program: str = "edflow") -> list[str]:
+    """The command line of the ``edflow ARGV`` child process, with this interpreter and the installed edcore;
+    ``program`` becomes its ``sys.argv[0]`` (recorded in run.json)."""
+    return [sys.executable, "-c", LAUNCHER, program, *argv]
+
+
 def _libc() -> Any:
     try:
         return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -84,12 +104,13 @@ class Supervisor:
         self._lock = threading.Lock()
 
     def start(self, label: str, argv: list[str], env: dict | None = None) -> Child:
-        """Start ``python -m edcore ARGV --follow-fd N``; the child's pipe N reaches end-of-file at :meth:`end`."""
+        """Start ``edflow ARGV --follow-fd N`` (:func:`edflow_command`); the child's pipe N reaches end-of-file at
+        :meth:`end`."""
         read_end, write_end = os.pipe()
         child_env = {key: value for key, value in {**os.environ, **(env or {})}.items() if key not in DISTRIBUTED_ENV}
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "edcore", *argv, "--follow-fd", str(read_end)],
+                edflow_command([*argv, "--follow-fd", str(read_end)], program=sys.argv[0] or "edflow"),
                 pass_fds=(read_end,), env=child_env, start_new_session=True, preexec_fn=die_with_parent(),
             )
         except BaseException:

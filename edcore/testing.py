@@ -29,7 +29,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator
 import yaml
 
 from edcore.hookspecs import hookimpl
+from edcore.supervisor import edflow_command
 
 #: A tiny dataset and iterator without any framework, for tests of the core and of plugins.
 TOY_PACKAGE = {
@@ -164,7 +164,7 @@ class EdflowProject:
             preexec_fn: Callable[[], None] | None = None) -> Outcome:
         """Run ``edflow ARGS`` in a subprocess in this folder; ``preexec_fn`` runs in the child before edflow starts
         (set a umask or resource limits there)."""
-        command = [sys.executable, "-m", "edcore", *map(str, args)]
+        command = edflow_command([str(arg) for arg in args])  # the installed edcore, not one in the folder
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
         result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env,
                                 preexec_fn=preexec_fn)
@@ -172,7 +172,7 @@ class EdflowProject:
 
     def start(self, *args: str, env: dict | None = None) -> "RunningEdflow":
         """Start ``edflow ARGS`` in a subprocess of its own process group and return at once (for signal tests)."""
-        command = [sys.executable, "-m", "edcore", *map(str, args)]
+        command = edflow_command([str(arg) for arg in args])  # the installed edcore, not one in the folder
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
         # Output goes to files, not pipes: a test that waits for a signal must not block on a full pipe.
         stdout = open(self.path / f".edflow-{time.monotonic_ns()}.out", "w+", encoding="utf-8")

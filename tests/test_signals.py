@@ -64,6 +64,54 @@ def test_ctrl_c_to_the_process_group_reaches_workers_and_still_checkpoints(edflo
     assert group_is_gone(running.pid)
 
 
+def test_sigterm_to_the_process_group_with_data_workers_ends_as_an_interrupt(edflow_project, torch_reference):
+    # what timeout(1), kill -TERM -PGID and SLURM do: the DataLoader workers get the signal too
+    write_project(edflow_project, torch={"num_workers": 2})
+    markers = edflow_project.path / "markers"
+    running = edflow_project.start("-t", "train.yaml", env=marker_env(markers, pause_at=10))
+    running.wait_for_file(markers / "paused-10")
+    running.send(signal.SIGTERM, group=True)
+    outcome = running.wait(timeout=60)
+    assert outcome.returncode == 128 + signal.SIGTERM, outcome
+    assert "Traceback" not in outcome.output and "DataLoader worker" not in outcome.output, outcome
+    assert outcome.stderr.count("received SIGTERM") == 1, outcome
+    assert outcome.stderr.count("interrupted at global step 11; checkpoint written") == 1, outcome
+    assert group_is_gone(running.pid), "a process of the run is still alive"
+    run = edflow_project.runs()[0]
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+    checkpoint = run / "train" / "checkpoints" / "0000000011"
+    assert json.loads((checkpoint / "manifest.json").read_text())["reason"] == "interrupt"
+    load_state(checkpoint)
+    resumed = edflow_project.run("-p", run).assert_success()
+    assert "restored checkpoint" in resumed.stderr and "global step 11" in resumed.stderr
+    assert_same_training(run, torch_reference(2)[0])
+
+
+def test_one_ctrl_c_is_announced_once_by_training_evaluator_and_workers(edflow_project):
+    from evaluation_backends import write_project as write_evaluation_project
+
+    write_evaluation_project(edflow_project, "torch")
+    running = edflow_project.start("-b", "base.yaml", "-t", "train.yaml", "-e", "eval.yaml", "--num_steps", "1000",
+                                   "--step_sleep", "0.1", "--torch/num_workers", "2")
+    try:
+        deadline = time.monotonic() + 120
+        while not (edflow_project.runs() and any((edflow_project.runs()[0] / "eval").glob("*_eval/metrics.jsonl"))):
+            assert running.poll() is None and time.monotonic() < deadline, running.output()
+            time.sleep(0.1)
+        running.send(signal.SIGINT, group=True)  # the terminal's Ctrl-C: every process of the group gets it
+        outcome = running.wait(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert outcome.returncode == 130, outcome
+    assert outcome.output.count("received SIGINT") == 1, outcome
+    run = edflow_project.runs()[0]
+    assert (run / "train" / "log.txt").read_text().count("received SIGINT") == 1
+    # the evaluator stopped quietly: its own log still says why
+    (eval_log,) = (run / "eval").glob("*_eval/log.txt")
+    assert eval_log.read_text().count("received SIGINT") == 1
+
+
 def test_a_second_signal_aborts_at_once_and_the_last_checkpoint_still_loads(edflow_project, torch_reference):
     write_project(edflow_project, ckpt_freq=4)
     markers = edflow_project.path / "markers"

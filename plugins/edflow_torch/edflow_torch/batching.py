@@ -1,7 +1,11 @@
 """Batches through torch.utils.data.DataLoader with a sampler that resumes at the exact next example."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+import signal
+import threading
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -11,6 +15,11 @@ from edcore.errors import DataError, EdflowError
 from torch.utils.data import DataLoader, Sampler, default_collate
 
 from edflow_torch.settings import default_num_workers
+
+log = logging.getLogger("edflow")
+
+#: The signals edcore's training and evaluation processes stop on (edcore.process.HANDLED_SIGNALS).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
 
 class EpochSampler(Sampler):
@@ -96,7 +105,7 @@ class TorchBatches:
         self.loader = DataLoader(
             CheckedDataset(dataset, name), batch_size=batch_size, sampler=self.sampler, drop_last=drop_last,
             num_workers=workers, pin_memory=pin, collate_fn=CheckedCollate(name), generator=self.generator,
-            **options,
+            worker_init_fn=ignore_stop_signals if workers > 0 else None, **options,
         )
         self.num_workers = workers
 
@@ -108,15 +117,61 @@ class TorchBatches:
         # Worker seeds come from this generator: seeding it per epoch makes them a function of (seed, epoch).
         self.generator.manual_seed(int(np.random.default_rng([int(self.seed), int(epoch), 1]).integers(2**62)))
         try:
-            yield from self.loader
+            with stop_signals_blocked(self.num_workers > 0):  # workers start here (or at the first epoch)
+                batches = iter(self.loader)
+            yield from batches
         except EdflowError as err:
             raise type(err)(_strip_worker_traceback(str(err))) from None
+        except RuntimeError as err:
+            from edcore.process import stop_requested
+
+            if not (stop_requested() and _is_worker_death(err)):
+                raise
+            # A worker that got the signal anyway (a custom DataLoader start, a signal sent to it alone): the step
+            # stopped at is complete, so this is the interrupt, not a failure; the loop sees the stop signal.
+            log.debug("a DataLoader worker ended after the stop signal: %s", err)
 
     def close(self) -> None:
+        """Stop the workers; never raises (it runs in ``finally`` blocks, where it would hide the real outcome)."""
         iterator = getattr(self.loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
         self.loader._iterator = None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            try:
+                iterator._shutdown_workers()
+            except RuntimeError as err:  # a worker already dead: there is nothing left to stop
+                log.debug("stopping the DataLoader workers: %s", err)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn`` of the DataLoader workers: SIGINT/SIGTERM/SIGUSR1 to the process group (Ctrl-C, ``kill
+    -TERM -PGID``, ``timeout``, SLURM) reach the workers too; only the main process acts on them, finishing its step
+    and checkpointing, then stops the workers itself. A worker that died of the signal would make the main process
+    fail with "DataLoader worker exited unexpectedly", and one that ran edcore's inherited handler would announce
+    the signal once more. The signals were blocked while the worker was forked (:func:`stop_signals_blocked`), so
+    none is lost or handled before this point; a pending one is discarded once ignored."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextlib.contextmanager
+def stop_signals_blocked(enabled: bool = True) -> Iterator[None]:
+    """Block the stop signals in this thread while DataLoader workers are started: the forked workers inherit the
+    mask and unblock them once they ignore them; a signal that arrives meanwhile is delivered here on exit."""
+    if not enabled or not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _is_worker_death(err: RuntimeError) -> bool:
+    """torch's errors for a worker that died: "DataLoader worker (pid X) is killed by signal: ..." and
+    "DataLoader worker (pid(s) ...) exited unexpectedly"."""
+    return str(err).startswith("DataLoader worker")
 
 
 def _strip_worker_traceback(message: str) -> str:

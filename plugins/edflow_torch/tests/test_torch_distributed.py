@@ -101,3 +101,58 @@ def test_sigterm_to_torchrun_stops_every_rank_after_the_same_step(torch_project,
     saved = torch.load(latest.path / "torch_state.pt", weights_only=True)["model"]
     assert all(torch.equal(value, weights[1][name]) and torch.equal(value, saved[name])
                for name, value in weights[0].items())
+
+
+def rank_pids(token, timeout=60):
+    """{rank: pid} of the torchrun workers started with TINY_TOKEN=token."""
+    from edcore.testing import processes_with_env
+
+    deadline = time.monotonic() + timeout
+    ranks = {}
+    while time.monotonic() < deadline:
+        ranks = {}
+        for pid in processes_with_env("TINY_TOKEN", token):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as stream:
+                    env = dict(item.split(b"=", 1) for item in stream.read().split(b"\0") if b"=" in item)
+            except OSError:
+                continue
+            if b"LOCAL_RANK" in env:  # a rank, not torchrun itself
+                ranks[int(env[b"RANK"])] = pid
+        if len(ranks) == 2:
+            return ranks
+        time.sleep(0.2)
+    raise AssertionError(f"the two ranks were not found: {ranks}")
+
+
+def test_a_rank_whose_own_signal_comes_after_the_ranks_agreed_to_stop_still_stops_cleanly(torch_project, tmp_path):
+    # torchrun signals the ranks one after the other: a rank can learn from the other that they stop before its own
+    # SIGTERM arrives. That signal is its first, not a second one that aborts without the interrupt line.
+    torch_project.tiny(num_steps=10**6, log_freq=10**5, ckpt_freq=50, plugins=["tiny.ranks.RankRecorder"])
+    token = str(time.monotonic_ns())
+    process = subprocess.Popen(torchrun_command(2, "-t", "train.yaml"), cwd=torch_project.path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "TINY_RANKS": str(tmp_path),
+                                    "TINY_HOLD": "1", "TINY_TOKEN": token})
+    try:
+        deadline = time.monotonic() + 240
+        while not any(torch_project.path.glob("logs/*/train/checkpoints/latest")):  # training is under way
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+            time.sleep(0.2)
+        ranks = rank_pids(token)
+        os.kill(ranks[0], signal.SIGTERM)  # rank 0 gets it; rank 1 stops because rank 0 does
+        while not (tmp_path / "stopped_1").exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
+            time.sleep(0.05)
+        os.kill(ranks[1], signal.SIGTERM)  # rank 1's own copy, after the agreement
+        for rank in (0, 1):
+            (tmp_path / f"go_{rank}").touch()
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+
+    assert "second signal" not in output, output
+    (run,) = torch_project.runs()
+    latest = CheckpointStore(run / "train" / "checkpoints").latest()
+    assert latest.manifest["reason"] == "interrupt", output
+    assert output.count(f"interrupted at global step {latest.step};") == 2, output  # both ranks, the same step

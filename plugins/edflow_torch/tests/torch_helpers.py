@@ -98,13 +98,15 @@ TINY_PACKAGE = {
     "tiny/ranks.py": '''
         import json
         import os
+        import time
 
         import torch
         from edcore import hookimpl
 
 
         class RankRecorder:
-            """Writes what each rank trained on and its final weights into the folder $TINY_RANKS."""
+            """Writes what each rank trained on and its final weights into the folder $TINY_RANKS. With
+            $TINY_HOLD=1 each rank then writes stopped_<rank> there and waits for go_<rank> (at most 120 s)."""
 
             def __init__(self):
                 self.indices = []
@@ -120,6 +122,11 @@ TINY_PACKAGE = {
                 torch.save(model.state_dict(), os.path.join(folder, f"weights_{rank}.pt"))
                 with open(os.path.join(folder, f"indices_{rank}.json"), "w") as stream:
                     json.dump({"indices": self.indices, "ddp": type(iterator.model).__name__}, stream)
+                if os.environ.get("TINY_HOLD") == "1":
+                    open(os.path.join(folder, f"stopped_{rank}"), "w").close()
+                    deadline = time.monotonic() + 120
+                    while not os.path.exists(os.path.join(folder, f"go_{rank}")) and time.monotonic() < deadline:
+                        time.sleep(0.02)
     ''',
 }
 
