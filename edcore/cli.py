@@ -175,6 +175,10 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
     if project_path and project_path.endswith((".yaml", ".yml")) and Path(project_path).parent.name == "configs":
         bases.insert(0, project_path)  # EDFlow's shortcut -p RUN/configs/x.yaml
         project_path = str(Path(project_path).parent.parent)
+    if project_path and not Path(project_path).exists():
+        from edcore.commands.runinfo import find_run
+
+        project_path = str(find_run(project_path))  # the shorthands of 'edflow runs', 'diff' and 'plot'
     project = ProjectManager.open(project_path) if project_path else None
     explicit = None
     if args.checkpoint:
@@ -254,6 +258,9 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         if project is None:
             project = create_project(train_config, args, now, dist, manager, argv)
         elif dist.rank == 0:
+            from edcore.runlock import lock_training
+
+            lock_training(project.root)  # before anything is written into the run
             with writing_run_folder(project.root):
                 project.write_config("train", train_config, now)
                 project.record_invocation(argv, "train", _plugin_rows(manager))
