@@ -398,6 +398,9 @@ def create_project(config: Any, args: argparse.Namespace, now: datetime.datetime
     if dist.rank != 0:
         return ProjectManager.open(dist.broadcast(None))
     project = ProjectManager.create(logdir, run_name(config, args), now)
+    from edcore.runlock import lock_training
+
+    lock_training(project.root)
     dist.broadcast(str(project.root))
     with writing_run_folder(project.root):
         project.write_config("train", config, now)
