@@ -205,7 +205,14 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         from edcore.evaluation import check_names
 
         check_names(args.eval, None if training else args.name)
-    eval_configs = [(path, configs.apply_overrides(configs.load_configs(bases + [path]), overrides)) for path in args.eval]
+    if args.eval and project is not None and not args.train:
+        from edcore.evaluation import load_eval_config_of_run
+
+        eval_configs = [(path, configs.apply_overrides(load_eval_config_of_run(project, bases, path), overrides))
+                        for path in args.eval]
+    else:
+        eval_configs = [(path, configs.apply_overrides(configs.load_configs(bases + [path]), overrides))
+                        for path in args.eval]
     for _path, eval_config in eval_configs:
         eval_config.set("test_mode", True, configs.Origin(file="set by edflow for evaluation"))
         if args.eval_all:

@@ -82,6 +82,19 @@ def check_names(paths: list[str], name: str | None = None) -> None:
         seen[evaluation] = path
 
 
+def load_eval_config_of_run(project: Any, bases: list, path: str) -> Any:
+    """The config to evaluate the run ``project`` with: the ``-b`` bases, then the run's effective training config
+    (so the model is built as it was trained, with the training's overrides), then the eval file; every value keeps
+    its origin. A run without a saved training config is evaluated with the bases and the eval file only."""
+    from edcore import config as configs
+
+    result = configs.load_configs(bases)
+    saved = project.latest_config("train")
+    if saved is not None:
+        result = configs.merge(result, configs.load_saved(saved))
+    return configs.merge(result, configs.load_file(path))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The record of what one evaluation has done
 

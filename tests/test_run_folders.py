@@ -71,3 +71,111 @@ def test_a_second_training_of_a_run_that_trains_is_refused_and_a_killed_holder_d
     edflow_project.run("-p", str(run), "--num_steps", "12", "--step_sleep", "0").assert_success()
     steps = [record["global_step"] for record in edflow_project.metrics(run) if "global_step" in record]
     assert steps[-1] == 12
+
+
+WIDE_TORCH = {
+    "widepkg/__init__.py": "",
+    "widepkg/data.py": '''
+        import numpy as np
+
+
+        class Blobs:
+            def __init__(self, config):
+                rng = np.random.RandomState(1 if config.get("test_mode") else 0)
+                self.x = rng.randn(32, 4).astype("float32")
+                self.y = (self.x[:, 0] > 0).astype("int64")
+
+            def __len__(self):
+                return len(self.x)
+
+            def __getitem__(self, index):
+                return {"x": self.x[index], "y": self.y[index]}
+    ''',
+    "widepkg/model.py": '''
+        import torch
+
+
+        class Net(torch.nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                width = config.get("hidden_units", 8)
+                self.layers = torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.ReLU(), torch.nn.Linear(width, 2))
+
+            def forward(self, x):
+                return self.layers(x)
+    ''',
+    "widepkg/iterator.py": '''
+        import torch
+        from edflow_torch import TemplateIterator
+
+
+        class Iterator(TemplateIterator):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+
+            def step_op(self, model, x, y):
+                logits = model(x)
+
+                def train_op():
+                    loss = torch.nn.functional.cross_entropy(logits, y)
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+
+                def eval_op():
+                    return {"correct": (logits.argmax(1) == y).float()}
+
+                return {"train_op": train_op, "eval_op": eval_op}
+    ''',
+    "widepkg/callbacks.py": '''
+        import numpy as np
+
+
+        def accuracy(eval_dir, dataset, outputs, config):
+            return {"accuracy": float(np.mean(outputs["correct"]))}
+    ''',
+    "train.yaml": """\
+        dataset: widepkg.data.Blobs
+        model: widepkg.model.Net
+        iterator: widepkg.iterator.Iterator
+        batch_size: 8
+        num_steps: 4
+        hidden_units: 8
+        seed: 0
+        progress: false
+        torch:
+          device: cpu
+          num_workers: 0
+    """,
+    "eval.yaml": """\
+        dataset: widepkg.data.Blobs
+        model: widepkg.model.Net
+        iterator: widepkg.iterator.Iterator
+        batch_size: 8
+        progress: false
+        torch:
+          device: cpu
+          num_workers: 0
+        eval_callbacks:
+          accuracy: widepkg.callbacks.accuracy
+    """,
+}
+
+
+def test_evaluating_a_run_builds_the_model_with_the_runs_training_settings(edflow_project):
+    import pytest
+
+    pytest.importorskip("edflow_torch")
+    edflow_project.write(WIDE_TORCH)
+    edflow_project.run("-t", "train.yaml", "--hidden_units", "64").assert_success()
+    (run,) = edflow_project.runs()
+    outcome = edflow_project.run("-e", "eval.yaml", "-p", str(run)).assert_success()
+    assert "accuracy" in outcome.output, outcome
+    (eval_config,) = (run / "configs").glob("eval_*[0-9].yaml")
+    origins = (eval_config.parent / (eval_config.stem + ".origins.yaml")).read_text()
+    assert "hidden_units: command line `--hidden_units 64`" in origins, origins
+    # the eval file's own keys and the command line still win over the training's
+    edflow_project.run("-e", "eval.yaml", "-p", str(run), "--batch_size", "4").assert_success()
+    (_, second) = sorted(p for p in (run / "configs").glob("eval_*.yaml") if not p.name.endswith(".origins.yaml"))
+    assert "batch_size: 4" in second.read_text()
