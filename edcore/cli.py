@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train with this config, e.g. -t examples/digits_torch/train.yaml")
     parser.add_argument("-e", "--eval", metavar="EVAL.yaml", action="extend", nargs="+", default=[],
                         help="evaluate with this config; repeatable. Next to -t: one evaluation process per config "
-                             "follows the training's checkpoints. Merged on the -b files, not on the -t file.")
+                             "follows the training's checkpoints. Merged on the -b files and, with -p, on the run's training "
+                             "config, not on the -t file.")
     parser.add_argument("-b", "--base", metavar="BASE.yaml", action="extend", nargs="+", default=[],
                         help="base config(s) merged under every -t and -e config, left to right, e.g. -b base.yaml")
     parser.add_argument("-p", "--project", metavar="RUN_DIR",

@@ -211,6 +211,7 @@ def run_evaluations(project: Any, eval_configs: list, manager: Any, explicit: Ch
     for path, config in eval_configs:
         evaluation = Evaluation(project, config, evaluation_name(path, args.name), manager, collector,
                                 debug=args.debug, position=args.progress_position)
+        evaluation.source = " ".join([f"-b {base}" for base in args.base] + [f"-e {path}"])
         code = max(code, evaluation.run(explicit, args.follow_fd, argv, now))
         if code >= EXIT_SIGNAL_BASE:
             break
@@ -235,6 +236,7 @@ class Evaluation:
         self.progress: Any = None
         self.tensorboard: Any = None
         self.evaluated_here = 0
+        self.source = "-e <eval config>"  # the -b and -e files, named when an interrupted evaluation says how to continue
 
     def run(self, explicit: Checkpoint | None, follow_fd: int | None, argv: list[str], now: datetime.datetime) -> int:
         """Evaluate: follow the training (``follow_fd``), ``explicit``, every new checkpoint or the latest."""
@@ -289,8 +291,8 @@ class Evaluation:
                 close()
         if self.runtime.stop_signal:
             record.register(finished=False)
-            log.warning("evaluation '%s' interrupted; continue it with: edflow -e <eval config> -p %s --all",
-                        self.name, self.project.root)
+            log.warning("evaluation '%s' interrupted; continue it with: edflow %s -p %s --all",
+                        self.name, self.source, self.project.root)
             return EXIT_SIGNAL_BASE + self.runtime.stop_signal
         record.register(finished=complete)
         log.info("evaluation '%s' done: %d checkpoint(s) evaluated now, %d in all, in %s", self.name,

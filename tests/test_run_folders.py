@@ -25,7 +25,13 @@ SLOW_ITERATOR = {
                     time.sleep(self.config.get("step_sleep", 0))
                     train()
 
-                return {**ops, "train_op": train_op}
+                evaluate = ops["eval_op"]
+
+                def eval_op():
+                    time.sleep(self.config.get("eval_sleep", 0))
+                    return evaluate()
+
+                return {**ops, "train_op": train_op, "eval_op": eval_op}
     ''',
 }
 
@@ -179,3 +185,20 @@ def test_evaluating_a_run_builds_the_model_with_the_runs_training_settings(edflo
     edflow_project.run("-e", "eval.yaml", "-p", str(run), "--batch_size", "4").assert_success()
     (_, second) = sorted(p for p in (run / "configs").glob("eval_*.yaml") if not p.name.endswith(".origins.yaml"))
     assert "batch_size: 4" in second.read_text()
+
+
+def test_an_interrupted_evaluation_names_the_eval_file_to_continue_with(edflow_project):
+    edflow_project.write(SLOW_ITERATOR)
+    edflow_project.toy(num_steps=10, ckpt_freq=5)
+    edflow_project.run("-t", "train.yaml").assert_success()
+    (run,) = edflow_project.runs()
+    edflow_project.config("eval.yaml", dataset="toy.data.Data", iterator="toy.slow.Iterator", batch_size=1,
+                          toy_examples=200, eval_sleep=0.05)
+    evaluation = edflow_project.start("-e", "eval.yaml", "-p", str(run), "--all")
+    wait_for(lambda: list((run / "eval").glob("*_eval/log.txt")), 120, "the evaluation's log")
+    (log,) = (run / "eval").glob("*_eval/log.txt")
+    wait_for(lambda: "restored" in log.read_text() or "evaluat" in log.read_text(), 120, "the evaluation to start")
+    evaluation.send(signal.SIGINT)
+    outcome = evaluation.wait(timeout=120)
+    assert outcome.returncode == 130, outcome
+    assert f"continue it with: edflow -e eval.yaml -p {run} --all" in outcome.output, outcome
