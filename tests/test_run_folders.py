@@ -202,3 +202,17 @@ def test_an_interrupted_evaluation_names_the_eval_file_to_continue_with(edflow_p
     outcome = evaluation.wait(timeout=120)
     assert outcome.returncode == 130, outcome
     assert f"continue it with: edflow -e eval.yaml -p {run} --all" in outcome.output, outcome
+
+
+def test_p_takes_the_run_names_of_edflow_runs_and_a_finished_run_only_says_it_is_finished(edflow_project):
+    edflow_project.toy(num_steps=10, ckpt_freq=5)
+    edflow_project.run("-t", "train.yaml", "-n", "baseline").assert_success()
+    (run,) = edflow_project.runs()
+    metrics = (run / "train" / "metrics.jsonl").read_text()
+    for shorthand in (run.name, "_baseline"):  # as 'edflow runs', 'diff' and 'plot' take them
+        outcome = edflow_project.run("-p", shorthand).assert_success()
+        lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+        assert len(lines) == 2 and "restored checkpoint" in lines[0], outcome
+        assert "training already complete at global step 10 (of 10)" in lines[1], outcome
+    assert (run / "train" / "metrics.jsonl").read_text() == metrics
+    edflow_project.run("-p", "_nosuchrun").assert_failed(2)
