@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train with this config, e.g. -t examples/digits_torch/train.yaml")
     parser.add_argument("-e", "--eval", metavar="EVAL.yaml", action="extend", nargs="+", default=[],
                         help="evaluate with this config; repeatable. Next to -t: one evaluation process per config "
-                             "follows the training's checkpoints. Merged on the -b files, not on the -t file.")
+                             "follows the training's checkpoints. Merged on the -b files and, with -p, on the run's training "
+                             "config, not on the -t file.")
     parser.add_argument("-b", "--base", metavar="BASE.yaml", action="extend", nargs="+", default=[],
                         help="base config(s) merged under every -t and -e config, left to right, e.g. -b base.yaml")
     parser.add_argument("-p", "--project", metavar="RUN_DIR",
@@ -175,6 +176,10 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
     if project_path and project_path.endswith((".yaml", ".yml")) and Path(project_path).parent.name == "configs":
         bases.insert(0, project_path)  # EDFlow's shortcut -p RUN/configs/x.yaml
         project_path = str(Path(project_path).parent.parent)
+    if project_path and not Path(project_path).exists():
+        from edcore.commands.runinfo import find_run
+
+        project_path = str(find_run(project_path))  # the shorthands of 'edflow runs', 'diff' and 'plot'
     project = ProjectManager.open(project_path) if project_path else None
     explicit = None
     if args.checkpoint:
@@ -201,7 +206,14 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         from edcore.evaluation import check_names
 
         check_names(args.eval, None if training else args.name)
-    eval_configs = [(path, configs.apply_overrides(configs.load_configs(bases + [path]), overrides)) for path in args.eval]
+    if args.eval and project is not None and not args.train:
+        from edcore.evaluation import load_eval_config_of_run
+
+        eval_configs = [(path, configs.apply_overrides(load_eval_config_of_run(project, bases, path), overrides))
+                        for path in args.eval]
+    else:
+        eval_configs = [(path, configs.apply_overrides(configs.load_configs(bases + [path]), overrides))
+                        for path in args.eval]
     for _path, eval_config in eval_configs:
         eval_config.set("test_mode", True, configs.Origin(file="set by edflow for evaluation"))
         if args.eval_all:
@@ -254,6 +266,9 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         if project is None:
             project = create_project(train_config, args, now, dist, manager, argv)
         elif dist.rank == 0:
+            from edcore.runlock import lock_training
+
+            lock_training(project.root)  # before anything is written into the run
             with writing_run_folder(project.root):
                 project.write_config("train", train_config, now)
                 project.record_invocation(argv, "train", _plugin_rows(manager))
@@ -391,6 +406,9 @@ def create_project(config: Any, args: argparse.Namespace, now: datetime.datetime
     if dist.rank != 0:
         return ProjectManager.open(dist.broadcast(None))
     project = ProjectManager.create(logdir, run_name(config, args), now)
+    from edcore.runlock import lock_training
+
+    lock_training(project.root)
     dist.broadcast(str(project.root))
     with writing_run_folder(project.root):
         project.write_config("train", config, now)

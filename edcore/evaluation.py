@@ -82,6 +82,19 @@ def check_names(paths: list[str], name: str | None = None) -> None:
         seen[evaluation] = path
 
 
+def load_eval_config_of_run(project: Any, bases: list, path: str) -> Any:
+    """The config to evaluate the run ``project`` with: the ``-b`` bases, then the run's effective training config
+    (so the model is built as it was trained, with the training's overrides), then the eval file; every value keeps
+    its origin. A run without a saved training config is evaluated with the bases and the eval file only."""
+    from edcore import config as configs
+
+    result = configs.load_configs(bases)
+    saved = project.latest_config("train")
+    if saved is not None:
+        result = configs.merge(result, configs.load_saved(saved))
+    return configs.merge(result, configs.load_file(path))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The record of what one evaluation has done
 
@@ -198,6 +211,7 @@ def run_evaluations(project: Any, eval_configs: list, manager: Any, explicit: Ch
     for path, config in eval_configs:
         evaluation = Evaluation(project, config, evaluation_name(path, args.name), manager, collector,
                                 debug=args.debug, position=args.progress_position)
+        evaluation.source = " ".join([f"-b {base}" for base in args.base] + [f"-e {path}"])
         code = max(code, evaluation.run(explicit, args.follow_fd, argv, now))
         if code >= EXIT_SIGNAL_BASE:
             break
@@ -222,6 +236,7 @@ class Evaluation:
         self.progress: Any = None
         self.tensorboard: Any = None
         self.evaluated_here = 0
+        self.source = "-e <eval config>"  # the -b and -e files, named when an interrupted evaluation says how to continue
 
     def run(self, explicit: Checkpoint | None, follow_fd: int | None, argv: list[str], now: datetime.datetime) -> int:
         """Evaluate: follow the training (``follow_fd``), ``explicit``, every new checkpoint or the latest."""
@@ -277,8 +292,8 @@ class Evaluation:
                 close()
         if self.runtime.stop_signal:
             record.register(finished=False)
-            log.warning("evaluation '%s' interrupted; continue it with: edflow -e <eval config> -p %s --all",
-                        self.name, self.project.root)
+            log.warning("evaluation '%s' interrupted; continue it with: edflow %s -p %s --all",
+                        self.name, self.source, self.project.root)
             return EXIT_SIGNAL_BASE + self.runtime.stop_signal
         record.register(finished=complete)
         log.info("evaluation '%s' done: %d checkpoint(s) evaluated now, %d in all, in %s", self.name,

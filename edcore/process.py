@@ -414,13 +414,15 @@ def _train(config: Config, manager: PluginManager, project: Any, dist: Any, chec
         total = min(runtime.num_steps, steps_for_epochs)
         iterator.runtime = runtime
         start = iterator.get_global_step()
-        if start >= total:
+        complete = start >= total  # a finished run resumed: one line says so, no progress bar, no loop report
+        if complete:
             log.info("training already complete at global step %d (of %s); nothing to do", start, total)
         runtime.progress = make_progress(total, start, "train", progress_position,
-                                         data.get("progress", True) and dist.rank == 0)
+                                         data.get("progress", True) and dist.rank == 0 and not complete)
         call_hook(manager, "edflow_before_training", iterator=iterator)
-        log.info("training %s from global step %d: %d examples, %d batches per epoch",
-                 type(iterator).__name__, start, len(dataset), num_batches)
+        if not complete:
+            log.info("training %s from global step %d: %d examples, %d batches per epoch",
+                     type(iterator).__name__, start, len(dataset), num_batches)
         status = "failed"
         runtime.loop_entered = True
         try:
@@ -445,7 +447,8 @@ def _train(config: Config, manager: PluginManager, project: Any, dist: Any, chec
             log.warning("interrupted at global step %d; checkpoint written. Resume with: edflow -p %s",
                         iterator.get_global_step(), project.root)
             return EXIT_SIGNAL_BASE + runtime.stop_signal
-        log.info("training finished at global step %d; run folder %s", iterator.get_global_step(), project.root)
+        if not complete:
+            log.info("training finished at global step %d; run folder %s", iterator.get_global_step(), project.root)
         return EXIT_OK
     finally:
         close = getattr(batches, "close", None)

@@ -426,6 +426,8 @@ def assert_nothing_lost(before: dict, root) -> None:
             assert new[: len(old)] == old, "earlier invocations are kept"
         elif path.name == "status.json":  # the one record that is meant to change: how the last invocation ended
             assert json.loads(after[path])["status"] in ("finished", "failed")
+        elif path.name == "train.lock":  # names the process that trains (or trained last): rewritten by each one
+            assert set(json.loads(after[path])) == {"pid", "host"}
         else:
             assert after[path].startswith(content), f"{path} was overwritten"
 
