@@ -203,6 +203,16 @@ CASES = {
     "override-key-without-value": Case(config_text(), ("--seed",), fragments=("override '--seed' has no value",)),
     "override-empty-value": Case(config_text(), ("--seed=",), fragments=("override '--seed=' has no value",)),
     "override-malformed-key": Case(config_text(), ("--a//b", "1"), fragments=("malformed override key 'a//b'",)),
+    "override-misspelled-key": Case(config_text(learning_rate="0.1"), ("--learnig_rate", "0.5"),
+                                    fragments=("override '--learnig_rate 0.5'", "no config file sets (train.yaml)",
+                                               "did you mean 'learning_rate' (set at train.yaml:9)?",
+                                               "'--+learnig_rate 0.5'")),
+    "override-misspelled-core-key": Case(config_text(), ("--num_step=3",),
+                                         fragments=("'--num_step=3'", "did you mean 'num_steps'", "'--+num_step=3'")),
+    "override-misspelled-nested-key": Case(config_text(net="{hidden: 4}"), ("--net/hiden", "8"),
+                                           fragments=("'--net/hiden 8'", "did you mean 'net/hidden'")),
+    "override-in-hydra-form": Case(config_text(), ("+extra=3",), fragments=("unexpected argument '+extra=3'",
+                                                                            "write '--+extra=3'")),
     "unknown-flag": Case(config_text(), ("-x",), fragments=("unexpected argument '-x'",)),
     "nothing-to-do": Case(None, (), fragments=("nothing to do",)),
     "retrain-without-checkpoint": Case(config_text(), ("-r",), fragments=("-r/--retrain", "-c CKPT")),
@@ -383,7 +393,7 @@ def test_a_checkpoint_of_another_model_names_the_parameter(edflow_project):
 
     write_project(edflow_project)
     edflow_project.run("-t", "train.yaml", "--num_epochs", "1").assert_success()
-    outcome = edflow_project.run("-t", "train.yaml", "--hidden", "8", "-c", edflow_project.runs()[0], "-n", "small")
+    outcome = edflow_project.run("-t", "train.yaml", "--+hidden", "8", "-c", edflow_project.runs()[0], "-n", "small")
     message = assert_reported(outcome, Case(None, code=1, fragments=("layers.0.weight", "size mismatch",
                                                                       "another model")))
     assert "torch.Size([16, 4])" in message and "torch.Size([8, 4])" in message
