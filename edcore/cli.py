@@ -225,14 +225,16 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
     # then again once the config plugins have added theirs.
     validate_all(manager, train_config, eval_configs, final=not plugin_names, follower=args.follow_fd is not None)
     if plugin_names:
-        from edcore.plugins import PluginInfo, instantiate
+        from edcore.plugins import PluginInfo, config_plugin_place, instantiate
         from edcore.references import resolve
 
         for name in plugin_names:
             plugin = resolve(name, where="config key 'plugins'", allow_module=True)
-            manager.register_plugin(instantiate(plugin, name), PluginInfo(name, "config"))
+            named_at = config_plugin_place(all_configs, name)
+            manager.register_plugin(instantiate(plugin, name), PluginInfo(name, "config", named_at=named_at))
         manager.check()
         validate_all(manager, train_config, eval_configs, final=True, follower=args.follow_fd is not None)
+    manager.check_disabled(args.disable_plugin)
 
     now = datetime.datetime.now()
     if train_config is not None:

@@ -43,6 +43,13 @@ class PluginError(EdflowError):
     """A plugin failed to load or one of its hooks raised; the message names the plugin."""
 
 
+class PluginContractError(PluginError):
+    """A plugin does not fit the hook contract (an unknown hook, an argument the hook does not pass): fixed in the
+    plugin's code or by disabling it, before anything runs."""
+
+    exit_code = EXIT_USAGE
+
+
 class DataError(EdflowError):
     """The dataset is empty or its examples cannot be batched (not dicts, inconsistent keys or shapes)."""
 
@@ -88,3 +95,24 @@ def format_user_traceback(err: BaseException) -> str:
     lines = traceback.format_list(frames) if frames else []
     lines += traceback.format_exception_only(type(err), err)
     return "Traceback (user code only):\n" + "".join(lines)
+
+
+def source_place(obj: object) -> str | None:
+    """``toy/model.py:12``: the file (relative to the working directory when inside it) and the line of the ``def``
+    or ``class`` statement of a function, method or class; None where the source cannot be found."""
+    import inspect
+
+    obj = inspect.unwrap(getattr(obj, "__func__", obj))  # type: ignore[arg-type]
+    try:
+        filename = inspect.getsourcefile(obj)  # type: ignore[arg-type]
+        lines, start = inspect.getsourcelines(obj)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return None
+    if filename is None:
+        return None
+    for offset, line in enumerate(lines):  # skip the decorators: the place is the def line
+        if line.lstrip().startswith(("def ", "async def ", "class ")):
+            start += offset
+            break
+    relative = os.path.relpath(filename)
+    return f"{relative if not relative.startswith('..') else filename}:{start}"

@@ -142,6 +142,15 @@ BAD_MODULES = {
         def edflow_after_stepp(global_step):
             pass
     ''',
+    "toy/argplugin.py": '''
+        from edcore import hookimpl
+
+
+        class Plugin:
+            @hookimpl
+            def edflow_after_step(self, global_step, reslts):
+                pass
+    ''',
 }
 
 
@@ -248,8 +257,16 @@ CASES = {
                                 fragments=("train.yaml:1", "SyntaxError", f"toy/syntax.py:{_line('toy/syntax.py', 'def')}")),
     "module-missing-dependency": Case(config_text(dataset="toy.needs.Data"), code=1,
                                       fragments=("train.yaml:1", "notinstalled_dependency", "toy/needs.py:1")),
-    "config-plugin-misspelled-hook": Case(config_text(plugins="[toy.typoplugin]"), code=1,
-                                          fragments=("toy.typoplugin", "edflow_after_stepp", "edflow_after_step")),
+    "config-plugin-misspelled-hook": Case(config_text(plugins="[toy.typoplugin]"),
+                                          fragments=("plugin 'toy.typoplugin' (named in train.yaml:9, key 'plugins/0')",
+                                                     "unknown hook 'edflow_after_stepp' (did you mean "
+                                                     "'edflow_after_step'?) at toy/typoplugin.py:5")),
+    "config-plugin-misnamed-argument": Case(config_text(plugins="[toy.argplugin.Plugin]"),
+                                            fragments=("plugin 'toy.argplugin.Plugin' (named in train.yaml:9",
+                                                       "hook 'edflow_after_step' at toy/argplugin.py:6",
+                                                       "argument 'reslts' (did you mean 'results'?)")),
+    "disable-unknown-plugin": Case(config_text(), ("--disable-plugin", "core.metric"),
+                                   fragments=("--disable-plugin core.metric", "did you mean 'core.metrics'?")),
 }
 
 #: Failures at run time: exit 1, after the run folder exists (nothing in it is lost).
@@ -415,6 +432,26 @@ def test_an_entry_point_that_fails_to_load_is_named_and_the_rest_works(edflow_pr
     assert "brokenplug needs libfoo.so" in outcome.stderr and "skipped" in outcome.stderr
     assert "Traceback" not in outcome.output
     assert (edflow_project.runs()[0] / "train" / "checkpoints" / "0000000010").is_dir()
+
+
+@pytest.mark.parametrize("hook, fragments", [
+    ("def edflow_after_stp(self, global_step):", ("unknown hook 'edflow_after_stp' (did you mean "
+                                                  "'edflow_after_step'?) at site/typoplug_impl.py:6",)),
+    ("def edflow_after_step(self, global_stp):", ("hook 'edflow_after_step' at site/typoplug_impl.py:6",
+                                                  "argument 'global_stp' (did you mean 'global_step'?)")),
+])
+def test_an_installed_plugin_that_breaks_the_hook_contract_is_a_usage_error(edflow_project, hook, fragments):
+    edflow_project.toy()
+    edflow_project.write({
+        "site/typoplug-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: typoplug\nVersion: 1.0\n",
+        "site/typoplug-1.0.dist-info/entry_points.txt": "[edflow]\ntypo = typoplug_impl:Plugin\n",
+        "site/typoplug_impl.py": f"from edcore import hookimpl\n\n\nclass Plugin:\n    @hookimpl\n    {hook}\n        pass\n",
+    })
+    outcome = edflow_project.run("-t", "train.yaml", env={"PYTHONPATH": str(edflow_project.path / "site")})
+    where = "plugin 'typo' (entry point 'typo = typoplug_impl:Plugin' of typoplug 1.0)"
+    message = assert_reported(outcome, Case(None, code=2, fragments=(where, *fragments)))
+    assert "pluggy" not in message.lower()
+    assert not (edflow_project.path / "logs").exists()
 
 
 # --- an existing run folder is never overwritten or truncated -------------------------------------------------------
