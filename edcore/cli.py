@@ -365,6 +365,7 @@ def resolve_references(config: Any) -> None:
 
 def check_with_plugins(manager: Any, train_config: Any, eval_configs: list) -> None:
     """Let the backends judge what only their frameworks can (devices, precision), before any run folder exists."""
+    from edcore.builtin.providers import check_signatures
     from edcore.config import split_keypath
     from edcore.plugins import call_hook
 
@@ -373,6 +374,7 @@ def check_with_plugins(manager: Any, train_config: Any, eval_configs: list) -> N
         def where(keypath: Any, config: Any = config) -> str:
             return config.where(split_keypath(keypath) if isinstance(keypath, str) else keypath)
 
+        check_signatures(config, manager, where)
         call_hook(manager, "edflow_check_config", config=config.data, mode=mode, where=where)
 
 

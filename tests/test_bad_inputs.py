@@ -46,6 +46,7 @@ BAD_MODULES = {
     ''',
     "toy/bad.py": '''
         import numpy as np
+        from edcore import TemplateIterator
 
 
         class Raises:
@@ -108,6 +109,37 @@ BAD_MODULES = {
         class NotAnIterator:
             def __init__(self, config, root, model, **kwargs):
                 pass
+
+
+        class NoConfig:
+            def __init__(self):
+                pass
+
+
+        class WrongStep(TemplateIterator):
+            def step_op(self, model, batch):
+                return {}
+    ''',
+    "toy/torchmodel.py": '''
+        import torch
+        from edflow_torch import TemplateIterator
+
+
+        class Model(torch.nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.layer = torch.nn.Linear(3, 1)
+
+            def forward(self, x):
+                return self.layer(x.reshape(-1, 4))
+
+
+        class Iterator(TemplateIterator):
+            def step_op(self, model, x, y, **batch):
+                def train_op():
+                    return model(x).mean()
+
+                return {"train_op": train_op}
     ''',
     "toy/torchiter.py": '''
         from edflow_torch import TemplateIterator
@@ -257,6 +289,11 @@ CASES = {
                                 fragments=("train.yaml:1", "SyntaxError", f"toy/syntax.py:{_line('toy/syntax.py', 'def')}")),
     "module-missing-dependency": Case(config_text(dataset="toy.needs.Data"), code=1,
                                       fragments=("train.yaml:1", "notinstalled_dependency", "toy/needs.py:1")),
+    "model-without-a-config-argument": Case(config_text(model="toy.bad.NoConfig"),
+                                            fragments=("train.yaml:9, key 'model'", "as NoConfig(config)",
+                                                       f"NoConfig.__init__(self) at toy/bad.py:"
+                                                       f"{_line('toy/bad.py', 'def __init__(self):')}",
+                                                       "def __init__(self, config)")),
     "config-plugin-misspelled-hook": Case(config_text(plugins="[toy.typoplugin]"),
                                           fragments=("plugin 'toy.typoplugin' (named in train.yaml:9, key 'plugins/0')",
                                                      "unknown hook 'edflow_after_stepp' (did you mean "
@@ -290,6 +327,11 @@ RUNTIME_CASES = {
                                                      fragments=("5 examples", "batch_size 8", "drop_last")),
     "getitem-raises": Case(config_text(dataset="toy.bad.Failing", shuffle="false"), code=1,
                            fragments=("raised on example 3", "img_0003.png", "toy/bad.py")),
+    "step-op-with-a-wrong-signature": Case(config_text(iterator="toy.bad.WrongStep"), code=1,
+                                           fragments=(f"WrongStep.step_op(self, model, batch) at toy/bad.py:"
+                                                      f"{_line('toy/bad.py', 'def step_op(self, model, batch)')}",
+                                                      "unexpected keyword argument", "the batch keys x, y, index",
+                                                      "def step_op(self, model, **batch)")),
     "plugin-hook-raises": Case(config_text(plugins="[toy.badplugin]"), code=1,
                                fragments=("plugin 'toy.badplugin'", "edflow_after_step", "counter overflow",
                                           "--disable-plugin toy.badplugin")),
@@ -351,6 +393,20 @@ def test_bad_input_at_run_time(edflow_project, name):
     if name != "log-folder-through-a-file":
         run = edflow_project.runs()[0]
         assert (run / "run.json").exists() and list((run / "configs").glob("train_*.yaml"))
+
+
+def test_an_error_in_the_models_forward_shows_only_the_users_frames(edflow_project):
+    prepare(edflow_project, Case(config_text(model="toy.torchmodel.Model", iterator="toy.torchmodel.Iterator")))
+    outcome = edflow_project.run("-t", "train.yaml")
+    module = "toy/torchmodel.py"
+    message = assert_reported(outcome, Case(None, code=1, fragments=(
+        "RuntimeError", f"(at {edflow_project.path / module}:{_line(module, 'reshape')}, in forward)",
+        f'{module}", line {_line(module, "model(x)")}, in train_op',
+        f'{module}", line {_line(module, "reshape")}, in forward')))
+    frames = [line for line in message.splitlines() if line.lstrip().startswith('File "')]
+    assert len(frames) == 2 and all(module in frame for frame in frames), message  # no edflow_torch, no torch
+    outcome = edflow_project.run("-t", "train.yaml", "-d")
+    assert "Traceback (most recent call last)" in outcome.stderr and "torch/nn/modules" in outcome.stderr
 
 
 def test_debug_adds_the_traceback(edflow_project):
