@@ -374,14 +374,13 @@ def parse_overrides(tokens: list[str]) -> list[Override]:
                 raise UsageError(f"override '{token}' has no value; write '{token}VALUE'.")
         else:
             key = body
-            flag = token
             if index + 1 >= len(tokens) or tokens[index + 1].startswith("--"):
                 raise UsageError(
-                    f"override '{flag}' has no value; write '{flag} VALUE' or '{flag}=VALUE'. "
-                    f"(edflow has no boolean switches for config keys: use '{flag} true'.)"
+                    f"override '{token}' has no value; write '{token} VALUE' or '{token}=VALUE'. "
+                    f"(edflow has no boolean switches for config keys: use '{token} true'.)"
                 )
             text = tokens[index + 1]
-            display = f"{flag} {text}"
+            display = f"{token} {text}"
             index += 2
         parts = re.split(r"[/.]", key)
         if not key or not all(_KEY_PART.match(part) for part in parts):

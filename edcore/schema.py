@@ -217,10 +217,11 @@ def check_override_keys(configs: Iterable[Config], schema: Mapping) -> None:
 def _origin_hint(configs: list, keypath: str) -> str:
     from edcore.config import split_keypath
 
+    missing = object()
     for config in configs:
-        origin = config.origins.get(split_keypath(keypath))
-        if origin is not None:
-            return f" (set at {origin})"
+        if config.get(split_keypath(keypath), missing) is not missing:
+            origin = config.origin(split_keypath(keypath))
+            return f" (set at {origin})" if origin else ""
     return " (declared by the schema)"
 
 
