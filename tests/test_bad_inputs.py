@@ -510,6 +510,11 @@ def test_an_installed_plugin_that_breaks_the_hook_contract_is_a_usage_error(edfl
     assert not (edflow_project.path / "logs").exists()
 
 
+def test_edflow_plugins_with_an_unknown_disabled_plugin_suggests_the_name(edflow_project):
+    outcome = edflow_project.run("plugins", "--disable-plugin", "core.seeds")
+    assert_reported(outcome, Case(None, code=2, fragments=("--disable-plugin core.seeds", "did you mean 'core.seed'?")))
+
+
 # --- an existing run folder is never overwritten or truncated -------------------------------------------------------
 
 
