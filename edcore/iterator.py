@@ -218,7 +218,7 @@ class TemplateIterator(Iterator):
         try:
             ops = self.step_op(self.model, **feeds)
         except TypeError as err:  # costs nothing per step until it is raised
-            reported = _signature_error(err, self.step_op, (self.model,), feeds, "step_op(model, **batch)")
+            reported = _signature_error(err, self.step_op, (self.model,), feeds)
             if reported is err:
                 raise
             raise reported from err
@@ -247,18 +247,19 @@ class TemplateIterator(Iterator):
         return results
 
 
-def _signature_error(err: TypeError, function: Callable, args: tuple, kwargs: Mapping, call: str) -> BaseException:
+def _signature_error(err: TypeError, function: Callable, args: tuple, kwargs: Mapping) -> BaseException:
     """``err`` as a sentence naming the function and its file:line when it was raised by calling ``function`` with
     arguments it does not take (then the traceback holds no frame of ``function``); else ``err`` itself."""
     tb = err.__traceback__
     if tb is None or tb.tb_next is not None or not call_mismatch(function, args, dict(kwargs)):
         return err
     keys = ", ".join(str(key) for key in kwargs)
-    name = call.split("(")[0]
+    name = getattr(function, "__name__", "step")
+    own = "self, " if hasattr(function, "__self__") else ""
     return UserCodeError(
-        f"{describe_callable(getattr(function, '__func__', function))} cannot be called as edflow calls it, {call} "
-        f"with the batch keys {keys} ({err}). Define it as def {name}(self, model, {keys}) or "
-        f"def {name}(self, model, **batch)."
+        f"{describe_callable(getattr(function, '__func__', function))} cannot be called as edflow calls it, "
+        f"{name}(model, **batch) with the batch keys {keys} ({err}). Define it as def {name}({own}model, {keys}) or "
+        f"def {name}({own}model, **batch)."
     )
 
 
@@ -294,5 +295,11 @@ def call_leaves(fetches: Any, model: Any, feeds: Mapping) -> Any:
     if isinstance(fetches, (list, tuple)):
         return [call_leaves(value, model, feeds) for value in fetches]
     if callable(fetches):
-        return fetches(model, **feeds)
+        try:
+            return fetches(model, **feeds)
+        except TypeError as err:
+            reported = _signature_error(err, fetches, (model,), feeds)
+            if reported is err:
+                raise
+            raise reported from err
     return fetches
