@@ -46,6 +46,7 @@ config overrides:
   Any '--key value', '--a/b/c value' or '--a.b.c=value' not listed above sets a config value after all files are
   merged; values are typed as YAML ('3', '1e-4', 'true', '[1,2]', 'null'). Merge order: each -b file left to right,
   then the -t (or -e) file, then the overrides.
+  A key that no config file sets and no schema declares is refused as a likely typo; '--+key value' adds it.
 
 commands:
   edflow plugins        list the plugins, their hooks and the order in which they are called
@@ -234,16 +235,18 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
     manager = make_plugin_manager(disabled=disabled)
     # Validate with the installed plugins' schema fragments before any user code (config plugins) is imported,
     # then again once the config plugins have added theirs.
-    validate_all(manager, train_config, eval_configs, final=not plugin_names)
+    validate_all(manager, train_config, eval_configs, final=not plugin_names, follower=args.follow_fd is not None)
     if plugin_names:
-        from edcore.plugins import PluginInfo, instantiate
+        from edcore.plugins import PluginInfo, config_plugin_place, instantiate
         from edcore.references import resolve
 
         for name in plugin_names:
             plugin = resolve(name, where="config key 'plugins'", allow_module=True)
-            manager.register_plugin(instantiate(plugin, name), PluginInfo(name, "config"))
+            named_at = config_plugin_place(all_configs, name)
+            manager.register_plugin(instantiate(plugin, name), PluginInfo(name, "config", named_at=named_at))
         manager.check()
-        validate_all(manager, train_config, eval_configs, final=True)
+        validate_all(manager, train_config, eval_configs, final=True, follower=args.follow_fd is not None)
+    manager.check_disabled(args.disable_plugin)
 
     now = datetime.datetime.now()
     if train_config is not None:
@@ -325,8 +328,8 @@ def _run_of_checkpoint(checkpoint: Any) -> Any:
     return ProjectManager.open(root)
 
 
-def validate_all(manager: Any, train_config: Any, eval_configs: list, final: bool) -> None:
-    from edcore.schema import build_schema, validate
+def validate_all(manager: Any, train_config: Any, eval_configs: list, final: bool, follower: bool = False) -> None:
+    from edcore.schema import build_schema, check_override_keys, validate
 
     schema = build_schema(manager.hook.edflow_config_schema())
     if train_config is not None:
@@ -337,6 +340,8 @@ def validate_all(manager: Any, train_config: Any, eval_configs: list, final: boo
         warnings = validate(eval_config, schema, "eval")
         if final:
             eval_config.warnings = warnings
+    if final and not follower:  # a follower's overrides were judged by the training that started it
+        check_override_keys(([train_config] if train_config is not None else []) + [c for _, c in eval_configs], schema)
 
 
 def prepare(config: Any, mode: str, args: argparse.Namespace, now: datetime.datetime) -> None:
@@ -375,6 +380,7 @@ def resolve_references(config: Any) -> None:
 
 def check_with_plugins(manager: Any, train_config: Any, eval_configs: list) -> None:
     """Let the backends judge what only their frameworks can (devices, precision), before any run folder exists."""
+    from edcore.builtin.providers import check_signatures
     from edcore.config import split_keypath
     from edcore.plugins import call_hook
 
@@ -383,6 +389,7 @@ def check_with_plugins(manager: Any, train_config: Any, eval_configs: list) -> N
         def where(keypath: Any, config: Any = config) -> str:
             return config.where(split_keypath(keypath) if isinstance(keypath, str) else keypath)
 
+        check_signatures(config, manager, where)
         call_hook(manager, "edflow_check_config", config=config.data, mode=mode, where=where)
 
 

@@ -43,6 +43,8 @@ class Config:
     data: dict = field(default_factory=dict)
     origins: dict = field(default_factory=dict)
     sources: list = field(default_factory=list)
+    #: The overrides that set a key the config did not have before (checked against the schema later).
+    new_keys: list = field(default_factory=list)
 
     def origin(self, keypath: Iterable) -> Origin | None:
         """The origin of the value at ``keypath``, or of its nearest ancestor that has one."""
@@ -89,7 +91,7 @@ class Config:
         return current
 
     def copy(self) -> "Config":
-        return Config(copy.deepcopy(self.data), dict(self.origins), list(self.sources))
+        return Config(copy.deepcopy(self.data), dict(self.origins), list(self.sources), list(self.new_keys))
 
     def origins_table(self) -> dict[str, str]:
         """Every leaf keypath with its origin, for the run folder."""
@@ -334,11 +336,12 @@ _KEY_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$|^[0-9]+$")
 
 @dataclass(frozen=True)
 class Override:
-    """One ``--key value`` from the command line."""
+    """One ``--key value`` from the command line; ``add`` for ``--+key value``, which may add a new key."""
 
     keypath: Keypath
     value: Any
     token: str
+    add: bool = False
 
 
 def split_keypath(key: str) -> Keypath:
@@ -348,18 +351,21 @@ def split_keypath(key: str) -> Keypath:
 
 
 def parse_overrides(tokens: list[str]) -> list[Override]:
-    """Parse ``--key value``, ``--a/b/c value`` and ``--a.b.c=value`` tokens; values are typed as YAML scalars."""
+    """Parse ``--key value``, ``--a/b/c value`` and ``--a.b.c=value`` tokens (``--+key ...`` adds a key no config
+    has); values are typed as YAML scalars."""
     overrides: list[Override] = []
     seen: dict = {}
     index = 0
     while index < len(tokens):
         token = tokens[index]
         if not token.startswith("--") or token.startswith("---") or token in ("--", "--="):
+            hint = f" To add a new key, write '--{token}'." if token.startswith("+") else ""  # Hydra's +key=value
             raise UsageError(
                 f"unexpected argument '{token}'. Config overrides are written '--key value', '--a/b/c value' or "
-                f"'--a.b.c=value'; see 'edflow --help'."
+                f"'--a.b.c=value'; see 'edflow --help'.{hint}"
             )
-        body = token[2:]
+        add = token.startswith("--+")
+        body = token[3:] if add else token[2:]
         if "=" in body:
             key, text = body.split("=", 1)
             display = token
@@ -370,11 +376,11 @@ def parse_overrides(tokens: list[str]) -> list[Override]:
             key = body
             if index + 1 >= len(tokens) or tokens[index + 1].startswith("--"):
                 raise UsageError(
-                    f"override '--{key}' has no value; write '--{key} VALUE' or '--{key}=VALUE'. "
-                    f"(edflow has no boolean switches for config keys: use '--{key} true'.)"
+                    f"override '{token}' has no value; write '{token} VALUE' or '{token}=VALUE'. "
+                    f"(edflow has no boolean switches for config keys: use '{token} true'.)"
                 )
             text = tokens[index + 1]
-            display = f"--{key} {text}"
+            display = f"{token} {text}"
             index += 2
         parts = re.split(r"[/.]", key)
         if not key or not all(_KEY_PART.match(part) for part in parts):
@@ -390,13 +396,15 @@ def parse_overrides(tokens: list[str]) -> list[Override]:
             value = parse_scalar(text) if text != "" else ""
         except yaml.YAMLError as err:
             raise UsageError(f"value of override '{display}' is not valid YAML: {err}.") from err
-        overrides.append(Override(keypath, value, display))
+        overrides.append(Override(keypath, value, display, add))
     return overrides
 
 
 def apply_overrides(config: Config, overrides: Iterable[Override]) -> Config:
     """Apply overrides, shorter keypaths first so ``--a x --a/b y`` sets ``a`` before ``a/b``."""
     result = config.copy()
+    overrides = list(overrides)
+    result.new_keys += [override for override in overrides if not _has_keypath(config.data, override.keypath)]
     for override in sorted(overrides, key=lambda o: len(o.keypath)):
         try:
             result.set(override.keypath, override.value, Origin(override=override.token))
@@ -407,6 +415,36 @@ def apply_overrides(config: Config, overrides: Iterable[Override]) -> Config:
             ) from None
     result.sources = result.sources + ["command line"] if overrides else result.sources
     return result
+
+
+def _has_keypath(data: Any, keypath: Keypath) -> bool:
+    """Whether ``keypath`` names a value in ``data``; inside a list every index counts (the list is the key)."""
+    node = data
+    for part in keypath:
+        if isinstance(node, list):
+            return True
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def known_keypaths(config: Config) -> list[str]:
+    """Every keypath of the config (sections and leaves, not list items) as ``a/b``, without the new keys."""
+    new = {override.keypath for override in config.new_keys}
+    paths = []
+
+    def walk(node: Mapping, prefix: Keypath) -> None:
+        for key, value in node.items():
+            path = prefix + (key,)
+            if path in new:
+                continue
+            paths.append(format_keypath(path))
+            if isinstance(value, Mapping):
+                walk(value, path)
+
+    walk(config.data, ())
+    return paths
 
 
 # ---------------------------------------------------------------------------------------------------------------

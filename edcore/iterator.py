@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping
 
-from edcore.errors import ConfigError, UserCodeError
+from edcore.errors import ConfigError, UserCodeError, call_mismatch, describe_callable
 
 
 class DummyModel:
@@ -215,7 +215,13 @@ class TemplateIterator(Iterator):
         return {"step_op": self.step_op}
 
     def run(self, fetches: Any, feeds: Mapping) -> dict:
-        ops = self.step_op(self.model, **feeds)
+        try:
+            ops = self.step_op(self.model, **feeds)
+        except TypeError as err:  # costs nothing per step until it is raised
+            reported = _signature_error(err, self.step_op, (self.model,), feeds)
+            if reported is err:
+                raise
+            raise reported from err
         if type(ops) is not dict and not isinstance(ops, Mapping):
             raise UserCodeError(
                 f"{type(self).__name__}.step_op returned {type(ops).__name__}; it must return a dict of callables "
@@ -239,6 +245,22 @@ class TemplateIterator(Iterator):
                 if key != "step_op":
                     results[key] = call_leaves(leaf, self.model, feeds)
         return results
+
+
+def _signature_error(err: TypeError, function: Callable, args: tuple, kwargs: Mapping) -> BaseException:
+    """``err`` as a sentence naming the function and its file:line when it was raised by calling ``function`` with
+    arguments it does not take (then the traceback holds no frame of ``function``); else ``err`` itself."""
+    tb = err.__traceback__
+    if tb is None or tb.tb_next is not None or not call_mismatch(function, args, dict(kwargs)):
+        return err
+    keys = ", ".join(str(key) for key in kwargs)
+    name = getattr(function, "__name__", "step")
+    own = "self, " if hasattr(function, "__self__") else ""
+    return UserCodeError(
+        f"{describe_callable(getattr(function, '__func__', function))} cannot be called as edflow calls it, "
+        f"{name}(model, **batch) with the batch keys {keys} ({err}). Define it as def {name}({own}model, {keys}) or "
+        f"def {name}({own}model, **batch)."
+    )
 
 
 def check_iterator_class(cls: Any, name: str, where: str) -> None:
@@ -273,5 +295,11 @@ def call_leaves(fetches: Any, model: Any, feeds: Mapping) -> Any:
     if isinstance(fetches, (list, tuple)):
         return [call_leaves(value, model, feeds) for value in fetches]
     if callable(fetches):
-        return fetches(model, **feeds)
+        try:
+            return fetches(model, **feeds)
+        except TypeError as err:
+            reported = _signature_error(err, fetches, (model,), feeds)
+            if reported is err:
+                raise
+            raise reported from err
     return fetches

@@ -6,6 +6,7 @@ import importlib
 import logging
 import operator
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -13,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pluggy
 
 from edcore import hookspecs
-from edcore.errors import PluginError, describe_exception
+from edcore.errors import PluginContractError, PluginError, UsageError, describe_exception, source_place
 
 log = logging.getLogger("edflow")
 
@@ -45,6 +46,7 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     entry_point: str | None = None
+    named_at: str | None = None  # config plugins: the file:line of the ``plugins:`` item
 
 
 _entry_points_cache: list | None = None
@@ -84,18 +86,45 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
         self.broken: dict[str, str] = {}
+        self.skipped: set[str] = set()  # blocked plugins that would have been registered
 
     def register_plugin(self, plugin: Any, info: PluginInfo) -> None:
-        """Register ``plugin`` under ``info.name``; validation errors name the plugin and its distribution."""
+        """Register ``plugin`` under ``info.name``; validation errors name the plugin, the hook and where the plugin
+        was named (its entry point and distribution, or the config file and line)."""
         if self.is_blocked(info.name):
+            self.skipped.add(info.name)
             return
         try:
             self.register(plugin, name=info.name)
         except pluggy.PluginValidationError as err:
-            raise PluginError(f"plugin '{info.name}' ({_provenance(info)}) is invalid: {_oneline(err)}") from err
+            raise PluginContractError(self._invalid_hook_message(plugin, info, err)) from err
         except ValueError as err:  # already registered under another name, or the name is taken
             raise PluginError(f"plugin '{info.name}' ({_provenance(info)}) cannot be registered: {err}") from err
         self.info[info.name] = info
+
+    def _invalid_hook_message(self, plugin: Any, info: PluginInfo, err: pluggy.PluginValidationError) -> str:
+        """pluggy's complaint about one hook implementation as a sentence about the plugin's code."""
+        match = re.search(r"hook '(\w+)'", str(err))
+        hook_name = match.group(1) if match else None
+        caller = getattr(self.hook, hook_name, None) if hook_name else None
+        function = getattr(plugin, hook_name, None) if hook_name else None
+        if caller is None or caller.spec is None or function is None:
+            return f"plugin '{info.name}' ({_provenance(info)}) is invalid: {_oneline(err)}"
+        opts = self.parse_hookimpl_opts(plugin, hook_name) or {}
+        impl = pluggy.HookImpl(plugin, info.name, function, opts)  # pluggy's own reading of the arguments
+        passed = list(caller.spec.argnames) + list(caller.spec.kwargnames)
+        extra = [name for name in impl.argnames if name not in passed]
+        place = f"plugin '{info.name}' ({_provenance(info)}) implements hook '{hook_name}'{_defined_at(function)}"
+        if not extra:
+            return f"{place}, and pluggy refuses it: {_oneline(err)}"
+        import difflib
+
+        hints = []
+        for name in extra:
+            close = difflib.get_close_matches(name, passed, n=1)
+            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        return (f"{place} with the argument{'s' if len(extra) > 1 else ''} {', '.join(hints)}, which the hook does not "
+                f"pass. '{hook_name}' passes {', '.join(passed)}; a hook implementation takes any of them by name.")
 
     def check(self) -> None:
         """Fail at start-up when a plugin implements a hook that does not exist (a typo or a newer edcore)."""
@@ -107,15 +136,32 @@ class PluginManager(pluggy.PluginManager):
             import difflib
 
             known = [h for h in dir(self.hook) if h.startswith("edflow_") and getattr(self.hook, h).spec is not None]
-            unknown = [attr for attr in dir(err.plugin) if attr.startswith("edflow_") and attr not in known]
+            unknown = [attr for attr in dir(err.plugin) if attr.startswith("edflow_") and attr not in known
+                       and self.parse_hookimpl_opts(err.plugin, attr) is not None]
             hints = []
             for attr in unknown:
                 close = difflib.get_close_matches(attr, known, n=1)
-                hints.append(f"'{attr}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-            raise PluginError(
+                hints.append(f"'{attr}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+                             + _defined_at(getattr(err.plugin, attr)))
+            raise PluginContractError(
                 f"plugin '{name}' ({_provenance(info)}) implements unknown hook {', '.join(hints) or _oneline(err)}. "
                 f"This edcore knows the hooks listed by 'edflow plugins --hooks'; the plugin may need a newer edcore."
             ) from err
+
+    def check_disabled(self, names: Iterable[str]) -> None:
+        """A usage error for a ``--disable-plugin NAME`` that names no plugin (it would silently disable nothing)."""
+        from edcore.profiling import PLUGIN_NAME as PROFILER
+
+        known = set(self.info) | self.skipped | set(self.broken) | {name for name, _, _ in BUILTIN_PLUGINS} | {PROFILER}
+        for name in names:
+            if name in known:
+                continue
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"the plugins are: {', '.join(sorted(known))}."
+            raise UsageError(f"--disable-plugin {name}: no plugin of this name is installed or named in the config; "
+                             f"{hint} ('edflow plugins' lists them.)")
 
     def plugin_of(self, function: Callable) -> str:
         """The name of the plugin a hook implementation belongs to."""
@@ -136,8 +182,23 @@ def _provenance(info: PluginInfo | None) -> str:
     if info.source == "entry point":
         return f"entry point '{info.entry_point}' of {info.distribution} {info.version}"
     if info.source == "config":
-        return "config key 'plugins'"
+        return f"named in {info.named_at}" if info.named_at else "config key 'plugins'"
     return info.source
+
+
+def _defined_at(function: Any) -> str:
+    """`` at path/to/plugin.py:12`` for a function whose source can be found, else nothing."""
+    place = source_place(function)
+    return f" at {place}" if place else ""
+
+
+def config_plugin_place(configs: Iterable[Any], name: str) -> str | None:
+    """Where a config names plugin ``name``: ``train.yaml:9, key 'plugins/0'``."""
+    for config in configs:
+        for index, item in enumerate(config.get("plugins") or []):
+            if item == name:
+                return config.where(("plugins", index))
+    return None
 
 
 def _oneline(err: BaseException) -> str:
@@ -185,7 +246,10 @@ def load_entry_point_plugins(manager: PluginManager) -> None:
     """Register every plugin of the entry-point group; one that fails to import is named in a warning and the
     others still load (pytest once hid such errors and plugins silently went missing)."""
     for entry_point in entry_points():
-        if manager.is_blocked(entry_point.name) or manager.has_plugin(entry_point.name):
+        if manager.is_blocked(entry_point.name):
+            manager.skipped.add(entry_point.name)
+            continue
+        if manager.has_plugin(entry_point.name):
             continue
         distribution = getattr(entry_point, "dist", None)
         info = PluginInfo(

@@ -8,7 +8,7 @@ import json
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
-from edcore.config import Config, format_keypath
+from edcore.config import Config, format_keypath, known_keypaths
 from edcore.errors import ConfigError
 
 #: Keys a training config must have (``num_steps`` or ``num_epochs`` is checked separately).
@@ -167,3 +167,90 @@ def _describe(config: Config, error: Any, root: Mapping) -> str:
         missing = [key for key in error.validator_value if key not in error.instance]
         return f"{config.where(keypath)}: missing key '{format_keypath(keypath + (missing[0],))}'."
     return f"{config.where(keypath)}: expected {_expectation(error.schema, root)}, found {_found(error.instance)}."
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overrides of keys nobody knows
+
+
+def check_override_keys(configs: Iterable[Config], schema: Mapping) -> None:
+    """Raise :class:`ConfigError` for an override of a key that no config of this invocation sets and the schema
+    does not declare (most likely a typo: ``--learnig_rate 0.5`` would train with the old value); ``--+key`` adds
+    a key on purpose."""
+    configs = list(configs)
+    if not configs:
+        return
+    # An override goes to every config (training and evaluations): it is unknown only if it is new to all of them.
+    unknown = {override.keypath: override for override in configs[0].new_keys}
+    for config in configs[1:]:
+        unknown = {override.keypath: override for override in config.new_keys if override.keypath in unknown}
+    every = [override for config in configs for override in config.new_keys]
+    problems = []
+    for keypath, override in unknown.items():
+        if override.add or declares(schema, keypath):
+            continue
+        if any(other.keypath == keypath[: len(other.keypath)] != keypath for other in every):
+            continue  # under a key another override sets: judged there
+        problems.append(override)
+    if not problems:
+        return
+    known: dict[str, None] = {}
+    for config in configs:
+        known.update(dict.fromkeys(known_keypaths(config)))
+    known.update(dict.fromkeys(_declared_keypaths(schema)))
+    files = [source for config in configs for source in config.sources if source != "command line"]
+    files_text = ", ".join(dict.fromkeys(files)) or "no config file"
+    sentences = []
+    for override in problems:
+        key = format_keypath(override.keypath)
+        sentence = f"override '{override.token}' sets '{key}', a key that no config file sets ({files_text}) and no schema declares"
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+        if close:
+            sentence += f"; did you mean '{close[0]}'{_origin_hint(configs, close[0])}?"
+        else:
+            sentence += "."
+        sentences.append(sentence)
+    plus = problems[0].token.replace("--", "--+", 1)
+    raise ConfigError(" ".join(sentences) + f" To add a new key on purpose, write it with a '+': '{plus}'.")
+
+
+def _origin_hint(configs: list, keypath: str) -> str:
+    from edcore.config import split_keypath
+
+    missing = object()
+    for config in configs:
+        if config.get(split_keypath(keypath), missing) is not missing:
+            origin = config.origin(split_keypath(keypath))
+            return f" (set at {origin})" if origin else ""
+    return " (declared by the schema)"
+
+
+def declares(schema: Mapping, keypath: tuple, root: Mapping | None = None, top: bool = True) -> bool:
+    """Whether the schema names ``keypath``: its sections' own keys, or any key of a section that is an open
+    mapping (like ``eval_callbacks``). The open top level does not count: that is where typos go unnoticed."""
+    root = schema if root is None else root
+    node = _resolve(schema, root)
+    for depth, part in enumerate(keypath):
+        branches = node.get("anyOf") or node.get("oneOf")
+        if branches:
+            return any(declares(branch, keypath[depth:], root, top and depth == 0) for branch in branches)
+        properties = node.get("properties", {})
+        if part in properties:
+            node = _resolve(properties[part], root)
+            continue
+        if top and depth == 0:
+            return False
+        # A closed section's unknown keys are reported by the validation (with its own did-you-mean).
+        return node.get("additionalProperties", True) is not False or "patternProperties" in node
+    return True
+
+
+def _declared_keypaths(schema: Mapping, root: Mapping | None = None, prefix: str = "") -> list[str]:
+    root = schema if root is None else root
+    node = _resolve(schema, root)
+    paths = []
+    for key, child in node.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        paths.append(path)
+        paths += _declared_keypaths(child, root, path + "/")
+    return paths

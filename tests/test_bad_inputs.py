@@ -46,6 +46,7 @@ BAD_MODULES = {
     ''',
     "toy/bad.py": '''
         import numpy as np
+        from edcore import TemplateIterator
 
 
         class Raises:
@@ -108,6 +109,37 @@ BAD_MODULES = {
         class NotAnIterator:
             def __init__(self, config, root, model, **kwargs):
                 pass
+
+
+        class NoConfig:
+            def __init__(self):
+                pass
+
+
+        class WrongStep(TemplateIterator):
+            def step_op(self, model, batch):
+                return {}
+    ''',
+    "toy/torchmodel.py": '''
+        import torch
+        from edflow_torch import TemplateIterator
+
+
+        class Model(torch.nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.layer = torch.nn.Linear(3, 1)
+
+            def forward(self, x):
+                return self.layer(x.reshape(-1, 4))
+
+
+        class Iterator(TemplateIterator):
+            def step_op(self, model, x, y, **batch):
+                def train_op():
+                    return model(x).mean()
+
+                return {"train_op": train_op}
     ''',
     "toy/torchiter.py": '''
         from edflow_torch import TemplateIterator
@@ -141,6 +173,15 @@ BAD_MODULES = {
         @hookimpl
         def edflow_after_stepp(global_step):
             pass
+    ''',
+    "toy/argplugin.py": '''
+        from edcore import hookimpl
+
+
+        class Plugin:
+            @hookimpl
+            def edflow_after_step(self, global_step, reslts):
+                pass
     ''',
 }
 
@@ -203,6 +244,16 @@ CASES = {
     "override-key-without-value": Case(config_text(), ("--seed",), fragments=("override '--seed' has no value",)),
     "override-empty-value": Case(config_text(), ("--seed=",), fragments=("override '--seed=' has no value",)),
     "override-malformed-key": Case(config_text(), ("--a//b", "1"), fragments=("malformed override key 'a//b'",)),
+    "override-misspelled-key": Case(config_text(learning_rate="0.1"), ("--learnig_rate", "0.5"),
+                                    fragments=("override '--learnig_rate 0.5'", "no config file sets (train.yaml)",
+                                               "did you mean 'learning_rate' (set at train.yaml:9)?",
+                                               "'--+learnig_rate 0.5'")),
+    "override-misspelled-core-key": Case(config_text(), ("--num_step=3",),
+                                         fragments=("'--num_step=3'", "did you mean 'num_steps'", "'--+num_step=3'")),
+    "override-misspelled-nested-key": Case(config_text(net="{hidden: 4}"), ("--net/hiden", "8"),
+                                           fragments=("'--net/hiden 8'", "did you mean 'net/hidden'")),
+    "override-in-hydra-form": Case(config_text(), ("+extra=3",), fragments=("unexpected argument '+extra=3'",
+                                                                            "write '--+extra=3'")),
     "unknown-flag": Case(config_text(), ("-x",), fragments=("unexpected argument '-x'",)),
     "nothing-to-do": Case(None, (), fragments=("nothing to do",)),
     "retrain-without-checkpoint": Case(config_text(), ("-r",), fragments=("-r/--retrain", "-c CKPT")),
@@ -238,8 +289,21 @@ CASES = {
                                 fragments=("train.yaml:1", "SyntaxError", f"toy/syntax.py:{_line('toy/syntax.py', 'def')}")),
     "module-missing-dependency": Case(config_text(dataset="toy.needs.Data"), code=1,
                                       fragments=("train.yaml:1", "notinstalled_dependency", "toy/needs.py:1")),
-    "config-plugin-misspelled-hook": Case(config_text(plugins="[toy.typoplugin]"), code=1,
-                                          fragments=("toy.typoplugin", "edflow_after_stepp", "edflow_after_step")),
+    "model-without-a-config-argument": Case(config_text(model="toy.bad.NoConfig"),
+                                            fragments=("train.yaml:9, key 'model'", "as NoConfig(config)",
+                                                       f"NoConfig.__init__(self) at toy/bad.py:"
+                                                       f"{_line('toy/bad.py', 'def __init__(self):')}",
+                                                       "def __init__(self, config)")),
+    "config-plugin-misspelled-hook": Case(config_text(plugins="[toy.typoplugin]"),
+                                          fragments=("plugin 'toy.typoplugin' (named in train.yaml:9, key 'plugins/0')",
+                                                     "unknown hook 'edflow_after_stepp' (did you mean "
+                                                     "'edflow_after_step'?) at toy/typoplugin.py:5")),
+    "config-plugin-misnamed-argument": Case(config_text(plugins="[toy.argplugin.Plugin]"),
+                                            fragments=("plugin 'toy.argplugin.Plugin' (named in train.yaml:9",
+                                                       "hook 'edflow_after_step' at toy/argplugin.py:6",
+                                                       "argument 'reslts' (did you mean 'results'?)")),
+    "disable-unknown-plugin": Case(config_text(), ("--disable-plugin", "core.metric"),
+                                   fragments=("--disable-plugin core.metric", "did you mean 'core.metrics'?")),
 }
 
 #: Failures at run time: exit 1, after the run folder exists (nothing in it is lost).
@@ -263,6 +327,11 @@ RUNTIME_CASES = {
                                                      fragments=("5 examples", "batch_size 8", "drop_last")),
     "getitem-raises": Case(config_text(dataset="toy.bad.Failing", shuffle="false"), code=1,
                            fragments=("raised on example 3", "img_0003.png", "toy/bad.py")),
+    "step-op-with-a-wrong-signature": Case(config_text(iterator="toy.bad.WrongStep"), code=1,
+                                           fragments=(f"WrongStep.step_op(self, model, batch) at toy/bad.py:"
+                                                      f"{_line('toy/bad.py', 'def step_op(self, model, batch)')}",
+                                                      "unexpected keyword argument", "the batch keys x, y, index",
+                                                      "def step_op(self, model, **batch)")),
     "plugin-hook-raises": Case(config_text(plugins="[toy.badplugin]"), code=1,
                                fragments=("plugin 'toy.badplugin'", "edflow_after_step", "counter overflow",
                                           "--disable-plugin toy.badplugin")),
@@ -326,6 +395,20 @@ def test_bad_input_at_run_time(edflow_project, name):
         assert (run / "run.json").exists() and list((run / "configs").glob("train_*.yaml"))
 
 
+def test_an_error_in_the_models_forward_shows_only_the_users_frames(edflow_project):
+    prepare(edflow_project, Case(config_text(model="toy.torchmodel.Model", iterator="toy.torchmodel.Iterator")))
+    outcome = edflow_project.run("-t", "train.yaml")
+    module = "toy/torchmodel.py"
+    message = assert_reported(outcome, Case(None, code=1, fragments=(
+        "RuntimeError", f"(at {edflow_project.path / module}:{_line(module, 'reshape')}, in forward)",
+        f'{module}", line {_line(module, "model(x)")}, in train_op',
+        f'{module}", line {_line(module, "reshape")}, in forward')))
+    frames = [line for line in message.splitlines() if line.lstrip().startswith('File "')]
+    assert len(frames) == 2 and all(module in frame for frame in frames), message  # no edflow_torch, no torch
+    outcome = edflow_project.run("-t", "train.yaml", "-d")
+    assert "Traceback (most recent call last)" in outcome.stderr and "torch/nn/modules" in outcome.stderr
+
+
 def test_debug_adds_the_traceback(edflow_project):
     case = CASES["missing-attribute"]
     prepare(edflow_project, case)
@@ -383,7 +466,7 @@ def test_a_checkpoint_of_another_model_names_the_parameter(edflow_project):
 
     write_project(edflow_project)
     edflow_project.run("-t", "train.yaml", "--num_epochs", "1").assert_success()
-    outcome = edflow_project.run("-t", "train.yaml", "--hidden", "8", "-c", edflow_project.runs()[0], "-n", "small")
+    outcome = edflow_project.run("-t", "train.yaml", "--+hidden", "8", "-c", edflow_project.runs()[0], "-n", "small")
     message = assert_reported(outcome, Case(None, code=1, fragments=("layers.0.weight", "size mismatch",
                                                                       "another model")))
     assert "torch.Size([16, 4])" in message and "torch.Size([8, 4])" in message
@@ -405,6 +488,31 @@ def test_an_entry_point_that_fails_to_load_is_named_and_the_rest_works(edflow_pr
     assert "brokenplug needs libfoo.so" in outcome.stderr and "skipped" in outcome.stderr
     assert "Traceback" not in outcome.output
     assert (edflow_project.runs()[0] / "train" / "checkpoints" / "0000000010").is_dir()
+
+
+@pytest.mark.parametrize("hook, fragments", [
+    ("def edflow_after_stp(self, global_step):", ("unknown hook 'edflow_after_stp' (did you mean "
+                                                  "'edflow_after_step'?) at site/typoplug_impl.py:6",)),
+    ("def edflow_after_step(self, global_stp):", ("hook 'edflow_after_step' at site/typoplug_impl.py:6",
+                                                  "argument 'global_stp' (did you mean 'global_step'?)")),
+])
+def test_an_installed_plugin_that_breaks_the_hook_contract_is_a_usage_error(edflow_project, hook, fragments):
+    edflow_project.toy()
+    edflow_project.write({
+        "site/typoplug-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: typoplug\nVersion: 1.0\n",
+        "site/typoplug-1.0.dist-info/entry_points.txt": "[edflow]\ntypo = typoplug_impl:Plugin\n",
+        "site/typoplug_impl.py": f"from edcore import hookimpl\n\n\nclass Plugin:\n    @hookimpl\n    {hook}\n        pass\n",
+    })
+    outcome = edflow_project.run("-t", "train.yaml", env={"PYTHONPATH": str(edflow_project.path / "site")})
+    where = "plugin 'typo' (entry point 'typo = typoplug_impl:Plugin' of typoplug 1.0)"
+    message = assert_reported(outcome, Case(None, code=2, fragments=(where, *fragments)))
+    assert "pluggy" not in message.lower()
+    assert not (edflow_project.path / "logs").exists()
+
+
+def test_edflow_plugins_with_an_unknown_disabled_plugin_suggests_the_name(edflow_project):
+    outcome = edflow_project.run("plugins", "--disable-plugin", "core.seeds")
+    assert_reported(outcome, Case(None, code=2, fragments=("--disable-plugin core.seeds", "did you mean 'core.seed'?")))
 
 
 # --- an existing run folder is never overwritten or truncated -------------------------------------------------------

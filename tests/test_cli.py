@@ -47,7 +47,7 @@ def test_run_name_from_flag_then_experiment_name(edflow_project):
 
 def test_overrides_reach_the_config_with_their_origin(edflow_project):
     edflow_project.toy()
-    edflow_project.run("-t", "train.yaml", "--num_steps", "3", "--toy_examples=24", "--extra/deep.key", "[1,2]").assert_success()
+    edflow_project.run("-t", "train.yaml", "--num_steps", "3", "--+toy_examples=24", "--+extra/deep.key", "[1,2]").assert_success()
     (run,) = edflow_project.runs()
     (config_file,) = [p for p in (run / "configs").glob("train_*.yaml") if "origins" not in p.name]
     effective = yaml.safe_load(config_file.read_text())

@@ -36,3 +36,21 @@ def test_bash_completes_commands_and_flags(edflow_project):
 def test_unknown_shell_is_a_usage_error(edflow_project):
     outcome = edflow_project.run("completion", "fish", timeout=60).assert_failed(2)
     assert "invalid choice: 'fish'" in outcome.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_completion_offers_only_the_documented_flags(edflow_project):
+    import argparse
+
+    from edcore.cli import build_parser
+
+    script = edflow_project.run("completion", "bash", timeout=60).assert_success().stdout
+    parser = build_parser()
+    hidden = {o for a in parser._actions if a.help is argparse.SUPPRESS for o in a.option_strings}
+    documented = {o for a in parser._actions if a.help is not argparse.SUPPRESS for o in a.option_strings}
+    assert {"--follow-fd", "--progress-position"} <= hidden
+    offered = set(complete(script, "-t", "x.yaml", "-"))
+    assert offered == documented and not offered & hidden
+    assert complete(script, "--fo") == [] and complete(script, "--pro") == ["--profile-hooks", "--project"]
+    help_text = edflow_project.run("--help", timeout=60).assert_success().stdout
+    assert all(flag in help_text for flag in offered)

@@ -17,7 +17,7 @@ def two_runs(project):
 
 def test_config_and_code_differences(edflow_project):
     first, second = two_runs(edflow_project)
-    outcome = edflow_project.run("diff", str(first), "_second", timeout=60).assert_success()
+    outcome = edflow_project.run("diff", str(first), "_second", timeout=60).assert_failed(1)  # differ: 1, as diff(1)
     text = outcome.stdout
     assert "  batch_size:\n    A: 8    (train.yaml:3)\n    B: 4    (command line `--batch_size 4`)" in text
     assert "  log_freq:\n    A: 5    (train.yaml:5)\n    B: 1    (train.yaml:5)" in text
@@ -30,7 +30,8 @@ def test_config_and_code_differences(edflow_project):
 
 def test_json_and_identical_runs(edflow_project):
     first, second = two_runs(edflow_project)
-    report = json.loads(edflow_project.run("diff", str(first), str(second), "--json", timeout=60).stdout)
+    outcome = edflow_project.run("diff", str(first), str(second), "--json", timeout=60).assert_failed(1)
+    report = json.loads(outcome.stdout)
     by_key = {entry["key"]: entry for entry in report["config"]}
     assert by_key["batch_size"]["a"] == 8 and by_key["batch_size"]["b_origin"] == "command line `--batch_size 4`"
     assert report["code"]["added"] == ["toy/new.py"] and list(report["code"]["changed"]) == ["toy/iterator.py"]
@@ -44,3 +45,16 @@ def test_a_missing_run_is_a_usage_error(edflow_project):
     (edflow_project.path / "notarun").mkdir()
     outcome = edflow_project.run("diff", "notarun", "notarun", timeout=60).assert_failed(2)
     assert "'notarun' is not an edflow run folder" in outcome.stderr
+
+
+def test_runs_that_differ_only_in_code_or_only_in_config_exit_1(edflow_project):
+    first, second = two_runs(edflow_project)
+    edflow_project.run("diff", str(first), str(second), "--no-code", timeout=60).assert_failed(1)  # batch_size
+    copy = first.parent / "copy"
+    import shutil
+
+    shutil.copytree(first, copy)
+    (copy / "code" / "toy" / "old.py").write_text("OLD = 2\n")
+    edflow_project.run("diff", str(first), str(copy), "--no-code", timeout=60).assert_success()
+    outcome = edflow_project.run("diff", str(first), str(copy), timeout=60).assert_failed(1)
+    assert "changed:   toy/old.py" in outcome.stdout

@@ -155,3 +155,40 @@ def test_dump_turns_wrapper_containers_into_plain_yaml():
 
     text = dump({"a": ListWrapper([1, 2]), "b": OrderedDict(x=(1, 2))})
     assert load_text(text).data == {"a": [1, 2], "b": {"x": [1, 2]}}
+
+
+def test_plus_marks_an_override_that_may_add_a_key():
+    config = apply_overrides(load_text("a: 1\nlist: [1]\n", "train.yaml"),
+                             parse_overrides(["--a", "2", "--+b/c", "3", "--d=4", "--list/1", "5"]))
+    assert config.data == {"a": 2, "b": {"c": 3}, "d": 4, "list": [1, 5]}
+    assert [(o.token, o.add) for o in config.new_keys] == [("--+b/c 3", True), ("--d=4", False)]
+    assert config.origin(("b", "c")) == Origin(override="--+b/c 3")
+
+
+def test_the_schema_declares_its_sections_keys_and_open_mappings():
+    from edcore.schema import build_schema, declares
+
+    schema = build_schema([{"torch": {"type": "object", "additionalProperties": False,
+                                      "properties": {"device": {"type": "string"}}}}])
+    assert declares(schema, ("num_steps",)) and declares(schema, ("torch", "device"))
+    assert declares(schema, ("eval_callbacks", "accuracy"))  # an open mapping: any name is declared
+    assert not declares(schema, ("learning_rate",))  # the open top level is where typos hide
+    assert not declares(schema, ("torch", "devcie"))
+
+
+def test_overrides_of_known_declared_and_added_keys_reach_the_configs(edflow_project):
+    import yaml
+
+    edflow_project.toy(toy_examples=24)
+    edflow_project.config("eval.yaml", dataset="toy.data.Data", iterator="toy.iterator.Iterator", batch_size=8,
+                          eval_only=1)
+    # toy_examples is set by train.yaml only, eval_only by eval.yaml only, shuffle by no file (the schema declares
+    # it), new_key by nobody: it needs the '+'.
+    edflow_project.run("-t", "train.yaml", "-e", "eval.yaml", "--toy_examples", "16", "--eval_only", "2",
+                       "--shuffle", "false", "--+new_key", "3").assert_success()
+    (run,) = edflow_project.runs()
+    configs = {p.name.split("_")[0]: yaml.safe_load(p.read_text())
+               for p in sorted(run.glob("**/configs/*.yaml")) if "origins" not in p.name}
+    train = configs["train"]
+    assert (train["toy_examples"], train["eval_only"], train["shuffle"], train["new_key"]) == (16, 2, False, 3)
+    edflow_project.run("-p", run, "--new_key", "4", "--num_steps", "12").assert_success()  # saved: known now

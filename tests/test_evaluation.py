@@ -88,7 +88,7 @@ def wait_for(condition, timeout, what):
 
 
 def test_an_evaluator_follows_the_training_and_evaluates_every_checkpoint_once_in_order(project, tmp_path):
-    outcome = project.run(*FOLLOW, "-e", "eval.yaml", "--wait_for_evaluation",
+    outcome = project.run(*FOLLOW, "-e", "eval.yaml", "--+wait_for_evaluation",
                           "{at_step: 7, step: 3, name: eval}").assert_success()
     (run,) = project.runs()
     assert checkpoint_steps(run) == ALL_STEPS
@@ -148,7 +148,7 @@ def test_two_evaluators_one_slower_than_the_training_both_cover_every_checkpoint
 
 
 def test_an_evaluator_that_crashes_is_reported_and_the_training_goes_on(project):
-    outcome = project.run(*FOLLOW, "-e", "eval.yaml", "-e", "crash.yaml", "--step_sleep", "0.2")
+    outcome = project.run(*FOLLOW, "-e", "eval.yaml", "-e", "crash.yaml", "--+step_sleep", "0.2")
     outcome.assert_failed(1)
     (run,) = project.runs()
     assert checkpoint_steps(run) == ALL_STEPS
@@ -171,7 +171,7 @@ def test_an_evaluator_that_crashes_is_reported_and_the_training_goes_on(project)
 
 
 def test_a_training_crash_stops_the_evaluators_after_the_checkpoints_that_exist(project):
-    outcome = project.run(*FOLLOW, "-e", "eval.yaml", "--fail_at_step", "8")
+    outcome = project.run(*FOLLOW, "-e", "eval.yaml", "--+fail_at_step", "8")
     outcome.assert_failed(1)
     assert "training crashed on purpose" in outcome.stderr
     (run,) = project.runs()
@@ -181,8 +181,8 @@ def test_a_training_crash_stops_the_evaluators_after_the_checkpoints_that_exist(
 
 
 def test_a_killed_evaluator_restarted_with_p_continues_without_gaps_or_repeats(project):
-    process = project.start(*FOLLOW, "-e", "eval.yaml", "--step_sleep", "0.3",
-                            "--wait_for_evaluation", "{at_step: 7, step: 3, name: eval}")
+    process = project.start(*FOLLOW, "-e", "eval.yaml", "--+step_sleep", "0.3",
+                            "--+wait_for_evaluation", "{at_step: 7, step: 3, name: eval}")
     try:
         run = wait_for(lambda: project.runs() and project.runs()[0], 120, "the run folder")
         wait_for(lambda: (run / "eval").is_dir() and any((run / "eval").glob("*_eval/metrics.jsonl")), 120,
@@ -211,7 +211,7 @@ def test_a_killed_evaluator_restarted_with_p_continues_without_gaps_or_repeats(p
                                  "SIGKILL to the edflow process"])
 def test_a_signal_stops_every_process_and_leaves_none_behind(project, how):
     token = uuid.uuid4().hex
-    process = project.start(*FOLLOW, "-e", "eval.yaml", "--num_steps", "1000", "--step_sleep", "0.1",
+    process = project.start(*FOLLOW, "-e", "eval.yaml", "--num_steps", "1000", "--+step_sleep", "0.1",
                             *WORKER_OVERRIDES[project.backend], env={"EDFLOW_TEST_TOKEN": token})
     try:
         run = wait_for(lambda: project.runs() and project.runs()[0], 120, "the run folder")

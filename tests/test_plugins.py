@@ -84,8 +84,10 @@ def test_an_unknown_argument_fails_at_registration():
         def edflow_after_step(self, global_step, nonsense):
             pass
 
-    with pytest.raises(PluginError, match="plugin 'bad' .* is invalid"):
+    with pytest.raises(PluginError, match=r"plugin 'bad' \(test\) implements hook 'edflow_after_step' at "
+                                          r".*test_plugins.py:\d+ with the argument 'nonsense'") as info:
         make_plugin_manager(autoload=False, extra=[("bad", BadArgs())])
+    assert info.value.exit_code == 2  # a usage error: the plugin's code must be fixed or the plugin disabled
 
 
 def test_config_plugins_are_resolved_by_dotted_name(tmp_path, monkeypatch):

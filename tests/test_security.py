@@ -53,7 +53,7 @@ def test_config_strings_that_look_like_code_are_only_strings(edflow_project):
     marker = edflow_project.path / "pwned"
     code = f"__import__('os').system('touch {marker}')"
     edflow_project.toy(note=code, experiment_name=code)
-    edflow_project.run("-t", "train.yaml", "--other", code).assert_success()
+    edflow_project.run("-t", "train.yaml", "--+other", code).assert_success()
     assert not marker.exists()
     saved = next((edflow_project.runs()[0] / "configs").glob("train_*[0-9].yaml")).read_text()
     assert "__import__" in saved  # kept verbatim as data

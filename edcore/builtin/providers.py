@@ -3,10 +3,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from edcore.errors import EdflowError, UserCodeError, describe_exception, format_user_traceback
+from edcore.errors import (
+    ConfigError,
+    EdflowError,
+    UserCodeError,
+    call_mismatch,
+    describe_callable,
+    describe_exception,
+    format_user_traceback,
+)
 from edcore.hookspecs import hookimpl
 from edcore.iterator import DummyModel, check_iterator_class
 from edcore.references import resolve
+
+
+#: How the built-in providers call the class or factory each config key names.
+CALLS = {"dataset": ("config",), "model": ("config",), "iterator": ("config", "root", "model")}
 
 
 def construct(key: str, name: str, *args: Any) -> Any:
@@ -17,9 +29,43 @@ def construct(key: str, name: str, *args: Any) -> Any:
     except EdflowError:
         raise
     except Exception as err:
+        # A TypeError raised by the call itself (no frame of the factory in the traceback) is a signature mismatch.
+        mismatch = call_mismatch(factory, args, {}) if isinstance(err, TypeError) and not _went_inside(err) else None
+        if mismatch:
+            raise UserCodeError(f"{key} '{name}': {signature_problem(key, name, factory, str(err))}") from err
         raise UserCodeError(
             f"{key} '{name}' raised while being created: {describe_exception(err)}\n{format_user_traceback(err)}"
         ) from err
+
+
+def _went_inside(err: BaseException) -> bool:
+    return err.__traceback__ is not None and err.__traceback__.tb_next is not None
+
+
+def signature_problem(key: str, name: str, factory: Any, mismatch: str) -> str:
+    """The sentence for a dataset, model or iterator that cannot be called as edflow calls it."""
+    call = f"{getattr(factory, '__name__', name)}({', '.join(CALLS[key])})"
+    params = ", ".join(CALLS[key]) + (", **kwargs" if key == "iterator" else "")
+    define = f"def __init__(self, {params})" if isinstance(factory, type) else f"def {call.split('(')[0]}({params})"
+    return (f"edflow creates the {key} as {call}, but {describe_callable(factory)} cannot be called that way "
+            f"({mismatch}). Define it as {define}.")
+
+
+def check_signatures(config: Any, manager: Any, where: Any) -> None:
+    """Before any run folder exists: a dataset, model or iterator that the built-in providers would call with
+    arguments it does not take is a config error naming its ``__init__`` and file:line."""
+    for key in CALLS:
+        name = config.get(key)
+        if not isinstance(name, str):
+            continue
+        answering = [impl.plugin_name for impl in getattr(manager.hook, f"edflow_{key}").get_hookimpls()
+                     if not (impl.wrapper or impl.hookwrapper)]
+        if answering != ["core.providers"]:
+            continue  # another plugin makes it, maybe differently
+        factory = resolve(name, where=where(key))
+        mismatch = call_mismatch(factory, CALLS[key], {})
+        if mismatch:
+            raise ConfigError(f"{where(key)}: {signature_problem(key, name, factory, mismatch)}")
 
 
 @hookimpl(trylast=True)

@@ -48,8 +48,9 @@ CASE = '''        %(name)s)
 
 
 def flags(parser: argparse.ArgumentParser) -> list[str]:
-    """Every option string of ``parser``."""
-    return sorted({option for action in parser._actions for option in action.option_strings})
+    """Every documented option string of ``parser`` (not the internal ones hidden from --help, like --follow-fd)."""
+    return sorted({option for action in parser._actions if action.help is not argparse.SUPPRESS
+                   for option in action.option_strings})
 
 
 def choices(parser: argparse.ArgumentParser) -> list[str]:

@@ -17,7 +17,9 @@ MISSING = object()
 
 def build_parser() -> argparse.ArgumentParser:
     """The arguments of ``edflow diff``."""
-    parser = argparse.ArgumentParser(prog="edflow diff", description=__doc__.split(": ", 1)[1])
+    parser = argparse.ArgumentParser(prog="edflow diff", description=__doc__.split(": ", 1)[1],
+                                     epilog="exit status, as diff(1): 0 when the runs are the same, 1 when they "
+                                            "differ, 2 on an error.")
     parser.add_argument("run_a", metavar="RUN_A", help="a run folder, or the name of a run in --logdir")
     parser.add_argument("run_b", metavar="RUN_B", help="the run to compare it with")
     parser.add_argument("--logdir", default="logs", help="where run names are looked up (default: logs)")
@@ -162,4 +164,5 @@ def main(argv: list[str]) -> int:
         emit(json.dumps({"a": str(run_a), "b": str(run_b), "config": configs, "code": code}, indent=2, default=str))
     else:
         emit(format_report(run_a, run_b, configs, code, args.mode))
-    return 0
+    differ = bool(configs) or bool(code and (code["added"] or code["removed"] or code["changed"]))
+    return 1 if differ else 0  # as diff(1), so that scripts can test 'edflow diff A B'

@@ -55,6 +55,7 @@ def main(argv: list[str]) -> int:
         config_plugins = list(data.get("plugins") or [])
         disabled += [name for name in data.get("disable_plugins") or [] if name not in disabled]
     manager = make_plugin_manager(config_plugins=config_plugins, disabled=disabled)
+    manager.check_disabled(args.disable_plugin)
     rows = plugin_table(manager)
     order = hook_order(manager)
     if args.json:

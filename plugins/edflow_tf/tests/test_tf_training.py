@@ -60,7 +60,7 @@ def test_config_dump_survives_a_keras_model_that_stores_it(reference_run):
 def test_evaluation_calls_the_model_with_training_false(reference_run):
     project, run = reference_run
     flags = project.path / "flags.jsonl"
-    project.run("-e", "eval.yaml", "-p", str(run), "--flags_file", str(flags), timeout=300).assert_success()
+    project.run("-e", "eval.yaml", "-p", str(run), "--+flags_file", str(flags), timeout=300).assert_success()
     assert set(flags.read_text().split()) == {"false"}  # every call, 4 batches, nothing in training mode
     (eval_dir,) = (run / "eval").iterdir()
     records = probe_records(eval_dir / "eval.jsonl")  # written into the evaluation folder, its root
