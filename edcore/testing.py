@@ -135,10 +135,12 @@ class Outcome:
 
 @dataclass
 class EdflowProject:
-    """A folder holding a user project; runs the real ``edflow`` in it."""
+    """A folder holding a user project; runs the real ``edflow`` in it (``python -m edcore`` of this interpreter, or
+    ``command``, e.g. the console script of an installation under test)."""
 
     path: Path
     env: dict = field(default_factory=dict)
+    command: list = field(default_factory=lambda: [sys.executable, "-m", "edcore"])
 
     def write(self, files: dict[str, str]) -> "EdflowProject":
         """Write ``{relative path: text}``; texts are dedented."""
@@ -164,7 +166,7 @@ class EdflowProject:
             preexec_fn: Callable[[], None] | None = None) -> Outcome:
         """Run ``edflow ARGS`` in a subprocess in this folder; ``preexec_fn`` runs in the child before edflow starts
         (set a umask or resource limits there)."""
-        command = [sys.executable, "-m", "edcore", *map(str, args)]
+        command = [*self.command, *map(str, args)]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
         result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env,
                                 preexec_fn=preexec_fn)
@@ -172,7 +174,7 @@ class EdflowProject:
 
     def start(self, *args: str, env: dict | None = None) -> "RunningEdflow":
         """Start ``edflow ARGS`` in a subprocess of its own process group and return at once (for signal tests)."""
-        command = [sys.executable, "-m", "edcore", *map(str, args)]
+        command = [*self.command, *map(str, args)]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
         # Output goes to files, not pipes: a test that waits for a signal must not block on a full pipe.
         stdout = open(self.path / f".edflow-{time.monotonic_ns()}.out", "w+", encoding="utf-8")
