@@ -135,10 +135,16 @@ class Outcome:
 
 @dataclass
 class EdflowProject:
-    """A folder holding a user project; runs the real ``edflow`` in it."""
+    """A folder holding a user project; runs the real ``edflow`` in it (this interpreter's installed edcore, which
+    the folder cannot shadow, or ``command``, e.g. the console script of an installation under test)."""
 
     path: Path
     env: dict = field(default_factory=dict)
+    command: list | None = None
+
+    def _command(self, args) -> list[str]:
+        args = [str(arg) for arg in args]
+        return edflow_command(args) if self.command is None else [*self.command, *args]
 
     def write(self, files: dict[str, str]) -> "EdflowProject":
         """Write ``{relative path: text}``; texts are dedented."""
@@ -164,7 +170,7 @@ class EdflowProject:
             preexec_fn: Callable[[], None] | None = None) -> Outcome:
         """Run ``edflow ARGS`` in a subprocess in this folder; ``preexec_fn`` runs in the child before edflow starts
         (set a umask or resource limits there)."""
-        command = edflow_command([str(arg) for arg in args])  # the installed edcore, not one in the folder
+        command = self._command(args)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
         result = subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=full_env,
                                 preexec_fn=preexec_fn)
@@ -172,7 +178,7 @@ class EdflowProject:
 
     def start(self, *args: str, env: dict | None = None) -> "RunningEdflow":
         """Start ``edflow ARGS`` in a subprocess of its own process group and return at once (for signal tests)."""
-        command = edflow_command([str(arg) for arg in args])  # the installed edcore, not one in the folder
+        command = self._command(args)
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})}
         # Output goes to files, not pipes: a test that waits for a signal must not block on a full pipe.
         stdout = open(self.path / f".edflow-{time.monotonic_ns()}.out", "w+", encoding="utf-8")

@@ -10,17 +10,36 @@ def test_torch_skeleton_trains_and_evaluates_out_of_the_box(edflow_project):
     assert "train it:     edflow -t my_project/train.yaml" in outcome.stdout
     folder = edflow_project.path / "my_project"
     assert sorted(p.name for p in folder.iterdir()) == ["__init__.py", "data.py", "eval.yaml", "iterator.py",
-                                                        "model.py", "train.yaml"]
+                                                        "metrics.py", "model.py", "train.yaml"]
     edflow_project.run("-t", "my_project/train.yaml", timeout=300).assert_success()
     (run,) = edflow_project.runs()
     metrics = edflow_project.metrics(run)
     assert [m["global_step"] for m in metrics] == [1, 50, 100, 150, 200, 250, 300]
     assert metrics[-1]["loss"] < metrics[0]["loss"] and metrics[-1]["accuracy"] > 0.8
     assert (run / "code" / "my_project" / "model.py").exists()
-    edflow_project.run("-e", "my_project/eval.yaml", "-p", str(run), timeout=300).assert_success()
+    outcome = edflow_project.run("-e", "my_project/eval.yaml", "-p", str(run), "--progress", "false",
+                                 timeout=300).assert_success()
     assert [p.name for p in (run / "eval").glob("*/*") if p.is_dir()] == ["0000000300"]
+    (result,) = (run / "eval").glob("*/0000000300/metrics.json")
+    accuracy = json.loads(result.read_text())["heldout/accuracy"]
+    assert accuracy > 0.8 and f"heldout/accuracy {accuracy:.4g}" in outcome.output, outcome  # printed, and good
     (row,) = json.loads(edflow_project.run("runs", "--json", timeout=60).stdout)
     assert row["status"] == "finished" and row["checkpoint_step"] == 300
+
+
+def test_the_skeleton_fixes_its_seed_so_two_runs_are_identical(edflow_project):
+    import torch
+
+    edflow_project.run("new", "same", timeout=60).assert_success()
+    for name in ("first", "second"):
+        edflow_project.run("-t", "same/train.yaml", "-n", name, "--num_steps", "60", "--log_freq", "10",
+                           timeout=300).assert_success()
+    runs = edflow_project.runs()
+    logged = [[{k: v for k, v in m.items() if k != "time"} for m in edflow_project.metrics(run)] for run in runs]
+    assert len(logged[0]) == 7 and logged[0] == logged[1]
+    first, second = (torch.load(run / "train" / "checkpoints" / "0000000060" / "torch_state.pt", weights_only=True)
+                     for run in runs)
+    assert all(torch.equal(first["model"][key], second["model"][key]) for key in first["model"])
 
 
 def test_refuses_to_overwrite_and_rejects_bad_names(edflow_project):

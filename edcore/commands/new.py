@@ -141,12 +141,24 @@ TF_ITERATOR = '''
             return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}
 '''
 
+METRICS = '''
+    """Evaluation callbacks: called after every evaluated checkpoint as ``fn(eval_dir, dataset, outputs, config)``
+    with what the eval op returned for every example; they return a dict of numbers (printed and logged)."""
+    import numpy as np
+
+
+    def accuracy(eval_dir, dataset, outputs, config):
+        """Share of the examples whose predicted class is their label."""
+        return {"accuracy": float(np.mean(np.asarray(outputs["prediction"]) == np.asarray(outputs["label"])))}
+'''
+
 TRAIN_YAML = '''
     # Train from the folder that holds __NAME__/:   edflow -t __NAME__/train.yaml
     # Override any value on the command line:     edflow -t __NAME__/train.yaml --learning_rate 0.003
     dataset: __NAME__.data.Dataset
     model: __NAME__.model.Model
     iterator: __NAME__.iterator.Iterator
+    seed: 0               # the same seed gives the same training, run after run; remove it to draw one per run
     batch_size: 32
     num_steps: 300
     log_freq: 50
@@ -164,10 +176,11 @@ EVAL_YAML = '''
     model: __NAME__.model.Model
     iterator: __NAME__.iterator.Iterator
     batch_size: 64
-    hidden_units: 32
     data:
       size: 256
       noise: 0.2
+    eval_callbacks:
+      heldout: __NAME__.metrics.accuracy      # printed as heldout/accuracy for every evaluated checkpoint
 '''
 
 BACKENDS = {
@@ -178,8 +191,8 @@ BACKENDS = {
 
 def skeleton(name: str, backend: str) -> dict[str, str]:
     """The files of a new project ``name``: relative path -> text."""
-    files = {"__init__.py": "", "data.py": DATA, **BACKENDS[backend], "train.yaml": TRAIN_YAML,
-             "eval.yaml": EVAL_YAML}
+    files = {"__init__.py": "", "data.py": DATA, **BACKENDS[backend], "metrics.py": METRICS,
+             "train.yaml": TRAIN_YAML, "eval.yaml": EVAL_YAML}
     return {path: textwrap.dedent(text).lstrip("\n").replace(PLACEHOLDER, name) for path, text in files.items()}
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import re
 import signal
 import threading
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from edcore.batching import batches_per_epoch, check_dataset, collate, epoch_indices, get_example, rank_indices
 from edcore.errors import DataError, EdflowError
-from torch.utils.data import DataLoader, Sampler, default_collate
+from torch.utils.data import BatchSampler, DataLoader, Sampler, default_collate, get_worker_info
 
 from edflow_torch.settings import default_num_workers
 
@@ -53,6 +54,26 @@ class EpochSampler(Sampler):
         return len(self.indices())
 
 
+class SeededBatch(list):
+    """The example indices of one batch and the seed of the random numbers its examples draw in a worker."""
+
+    def __init__(self, indices: list, seed: int) -> None:
+        super().__init__(indices)
+        self.seed = seed
+
+
+class SeededBatchSampler(BatchSampler):
+    """Batches of the epoch sampler, each with a seed that depends on ``(seed, rank, epoch, batch in epoch)`` only:
+    so random augmentation in DataLoader workers does not depend on which worker loads a batch, how many workers
+    there are, or whether the epoch was resumed in the middle."""
+
+    def __iter__(self) -> Iterator[SeededBatch]:
+        sampler = self.sampler
+        for number, batch in enumerate(super().__iter__(), start=sampler.start):
+            entropy = [int(sampler.seed), sampler.rank, sampler.epoch, number, 2]
+            yield SeededBatch(batch, int(np.random.default_rng(entropy).integers(2**32)))
+
+
 class CheckedDataset(torch.utils.data.Dataset):
     """The user's dataset, with every example checked to be a dict (the error names the index)."""
 
@@ -65,6 +86,15 @@ class CheckedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Mapping:
         return get_example(self.dataset, index, self.name)
+
+    def __getitems__(self, indices: list) -> list:
+        # In a worker, reseed per batch: a worker's own RNG stream would depend on the batches it was dealt before,
+        # and a resumed run deals them anew. The main process keeps its RNG, which every checkpoint stores.
+        if isinstance(indices, SeededBatch) and get_worker_info() is not None:
+            torch.manual_seed(indices.seed)
+            np.random.seed(indices.seed)
+            random.seed(indices.seed)
+        return [self[index] for index in indices]
 
 
 class CheckedCollate:
@@ -103,7 +133,7 @@ class TorchBatches:
             if settings["prefetch_factor"]:
                 options["prefetch_factor"] = settings["prefetch_factor"]
         self.loader = DataLoader(
-            CheckedDataset(dataset, name), batch_size=batch_size, sampler=self.sampler, drop_last=drop_last,
+            CheckedDataset(dataset, name), batch_sampler=SeededBatchSampler(self.sampler, batch_size, drop_last),
             num_workers=workers, pin_memory=pin, collate_fn=CheckedCollate(name), generator=self.generator,
             worker_init_fn=ignore_stop_signals if workers > 0 else None, **options,
         )

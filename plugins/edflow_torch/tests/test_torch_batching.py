@@ -6,7 +6,8 @@ import pytest
 import torch
 from edcore import hookimpl
 from edcore.batching import epoch_indices
-from edflow_torch.batching import EpochSampler
+from edflow_torch.batching import EpochSampler, TorchBatches
+from edflow_torch.settings import torch_settings
 from edflow_torch.plugin import to_device
 
 
@@ -31,6 +32,41 @@ def test_ranks_take_disjoint_slices_of_the_same_order():
     order = epoch_indices(11, 5, 1, True).tolist()
     assert slices[0] == order[0::2] and slices[1] == (order + order[:1])[1::2]  # padded to equal length
     assert set(slices[0]) | set(slices[1]) == set(range(11))
+
+
+class Augmented:
+    """Draws noise from torch's, NumPy's and Python's global RNGs in ``__getitem__``, as augmentation does."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, index):
+        import random
+
+        return {"index": index, "torch": torch.rand(2), "numpy": np.random.rand(2), "python": random.random()}
+
+
+def augmented_epoch(workers, start=0):
+    batches = TorchBatches(Augmented(), 3, seed=4, shuffle=True, drop_last=False, device=torch.device("cpu"),
+                           settings=torch_settings({"torch": {"num_workers": workers}}))
+    try:
+        batches_seen = list(batches.epoch(0))  # the workers' RNGs have served a whole epoch before
+        return batches_seen, list(batches.epoch(1, start))
+    finally:
+        batches.close()
+
+
+def test_augmentation_in_workers_is_the_same_after_a_mid_epoch_resume_and_for_any_number_of_workers():
+    _, reference = augmented_epoch(workers=2)
+    for workers, start in [(2, 2), (1, 1), (1, 0)]:
+        _, resumed = augmented_epoch(workers, start)
+        assert len(resumed) == 4 - start
+        for expected, batch in zip(reference[start:], resumed):
+            for key in ("index", "torch", "numpy", "python"):
+                assert torch.equal(batch[key], expected[key]), (workers, start, key)
+    first, second = augmented_epoch(workers=2)
+    assert not torch.equal(first[0]["torch"], second[0]["torch"])  # every epoch draws anew
+    assert len({batch["torch"][0, 0].item() for batch in second}) == 4  # and every batch
 
 
 def trace(path):

@@ -1,0 +1,1 @@
+"""A subclassed tf.keras.Model in the usual TF2 style: layers made in __init__, weights at the first call."""
