@@ -92,7 +92,7 @@ def test_one_ctrl_c_is_announced_once_by_training_evaluator_and_workers(edflow_p
 
     write_evaluation_project(edflow_project, "torch")
     running = edflow_project.start("-b", "base.yaml", "-t", "train.yaml", "-e", "eval.yaml", "--num_steps", "1000",
-                                   "--step_sleep", "0.1", "--torch/num_workers", "2")
+                                   "--+step_sleep", "0.1", "--torch/num_workers", "2")
     try:
         deadline = time.monotonic() + 120
         while not (edflow_project.runs() and any((edflow_project.runs()[0] / "eval").glob("*_eval/metrics.jsonl"))):
