@@ -26,6 +26,7 @@ BENCHMARKS = (
     ("resume", "resume.py", []),
     ("checkpoint_cost", "checkpoint_cost.py", []),
     ("hook_dispatch", "hook_dispatch.py", []),
+    ("media_cost", "media_cost.py", []),
 )
 
 

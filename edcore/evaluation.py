@@ -256,6 +256,7 @@ class Evaluation:
                                        {"evaluation": str(eval_dir.relative_to(self.project.root))})
         record.register(finished=False, start_step=explicit.step if explicit else 0)
         self.runtime = Runtime(self.manager, "eval", self.data)
+        self.runtime.evaluation = self.name  # plugins find it as iterator.runtime.evaluation
         signals = SignalHandler(self.runtime, on_stop="stopping after the current batch; this checkpoint is "
                                                       "evaluated again when the evaluation continues",
                                 announce=follow_fd is None)  # a follower's signals come from the training
@@ -286,7 +287,9 @@ class Evaluation:
             if self.progress is not None:
                 self.progress.close()
             if self.tensorboard is not None:
-                self.tensorboard.close()
+                from edcore import tensorboard
+
+                tensorboard.release(self.tensorboard)
             close = getattr(batches, "close", None)
             if close is not None:
                 close()
@@ -332,7 +335,7 @@ class Evaluation:
 
             if not tensorboard.available():
                 builtin_tensorboard.raise_missing()
-            self.tensorboard_dir = self.project.root / "tensorboard" / "eval" / self.name
+            self.tensorboard_dir = builtin_tensorboard.eval_logdir(self.project, self.name)
         return batches
 
     def _select(self, explicit: Checkpoint | None) -> list[Checkpoint]:
@@ -412,9 +415,9 @@ class Evaluation:
         self.record.commit(checkpoint, metrics, writer.num_examples)
         if self.tensorboard_dir is not None and metrics:
             if self.tensorboard is None:  # made at the first metrics, so a process that evaluates nothing writes none
-                from edcore.tensorboard import EventWriter
+                from edcore import tensorboard
 
-                self.tensorboard = EventWriter(self.tensorboard_dir)
+                self.tensorboard = tensorboard.acquire(self.tensorboard_dir)  # shared with core.media's images
             self.tensorboard.add_scalars(metrics, step)
             self.tensorboard.flush()
         self.evaluated_here += 1

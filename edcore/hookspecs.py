@@ -215,15 +215,28 @@ def edflow_after_step(global_step, fetches, feeds, batch, results):
 def edflow_log(global_step, logs, mode):
     """Record what the log op returned; called every ``log_freq`` steps only.
 
-    ``logs`` is what the log op returned, e.g. ``{"scalars": {...}, "images": {...}}``, with ``logs["scalars"]``
-    already flattened (nested names joined with ``/``) and turned into Python floats by the core, once, on logged
-    steps only; other entries are passed as the op returned them (they may be framework tensors). ``global_step`` is
-    the number of completed steps, as in ``edflow_after_step``. ``mode`` is ``"train"`` or ``"eval"``; in evaluation
-    processes it is called once per evaluated checkpoint with the metrics of the eval callbacks and the
-    checkpoint's global step. The built-in loggers write the scalars to the console, ``train/metrics.jsonl`` and
-    TensorBoard (the evaluation writes its own ``metrics.jsonl`` and TensorBoard files). In distributed runs the core
-    first averages the scalars across ranks (``all_reduce_mean`` of :func:`edflow_distributed`) and then calls this
-    hook on rank 0 only.
+    ``logs`` is what the log op returned, e.g. ``{"scalars": {...}, "images": {...}, "histograms": {...}}``, with
+    ``logs["scalars"]`` flattened (nested names joined with ``/``) and turned into Python floats, and
+    ``logs["images"]`` and ``logs["histograms"]`` flattened the same way with their values turned into numpy arrays
+    (:func:`edflow_to_numpy`), by the core, once, on logged steps only; other entries are passed as the op returned
+    them (they may be framework tensors). ``global_step`` is the number of completed steps, as in
+    ``edflow_after_step``. ``mode`` is ``"train"`` or ``"eval"``. In evaluation processes it is called with the
+    checkpoint's global step, for the log op of the first batch of each pass and once more with the metrics of the
+    eval callbacks. The built-in loggers write the scalars to the console, ``train/metrics.jsonl`` and TensorBoard,
+    and the images and histograms to the run folder and TensorBoard (the evaluation writes its metrics to its own
+    ``metrics.jsonl`` and TensorBoard files). In distributed runs the core first averages the scalars across ranks
+    (``all_reduce_mean`` of :func:`edflow_distributed`) and then calls this hook on rank 0 only.
+    """
+
+
+@hookspec(firstresult=True)
+def edflow_to_numpy(value):
+    """``value`` (a logged image or histogram) as a numpy array, or ``None`` when it is not this plugin's kind of
+    tensor. *firstresult*
+
+    Called on logged steps only, on the training thread, before :func:`edflow_log`. The backends convert their
+    tensors (detached, on the host, as a copy the next step cannot change); the built-in fallback (``trylast``) is
+    ``numpy.asarray``.
     """
 
 

@@ -179,11 +179,12 @@ class Iterator:
     def evaluate(self, batches: Any) -> None:
         """One pass over all batches without changing the global step (evaluation processes)."""
         runtime = self.runtime
-        before_step, after_step = runtime.before_step, runtime.after_step
+        before_step, after_step, log = runtime.before_step, runtime.after_step, runtime.log
         step = self._global_step
         if runtime.before_epoch is not None:
             runtime.before_epoch(iterator=self, epoch=0)
         fetches = self.step_ops()
+        self._log_now = log is not None  # the first batch of a pass is its logged step (images of each checkpoint)
         for batch in batches.epoch(0, 0):
             feeds = self.make_feeds(batch)
             if before_step is not None:
@@ -191,10 +192,14 @@ class Iterator:
             results = self.run(fetches, feeds)
             if after_step is not None:
                 after_step(step, fetches, feeds, batch, results)
+            if self._log_now:
+                self._log_now = False
+                log(step, self.logs(results))
             if runtime.progress is not None:
                 runtime.progress.update(1)
             if runtime.stop_signal:
                 break
+        self._log_now = False
         if runtime.after_epoch is not None:
             runtime.after_epoch(iterator=self, epoch=0)
 
@@ -203,8 +208,8 @@ class TemplateIterator(Iterator):
     """EDFlow's template contract, framework-neutral; the backends' ``TemplateIterator`` classes derive from it.
 
     Implement ``step_op(self, model, **batch)`` returning a dict of callables: ``train_op`` runs every training
-    step, ``log_op`` on logged steps (every ``log_freq``) and returns ``{"scalars": {...}, "images": {...}}``,
-    ``eval_op`` in evaluation processes. Any of them may be missing. Their results appear in the step's
+    step, ``log_op`` on logged steps (every ``log_freq``, and on the first batch of each evaluation pass) and returns
+    ``{"scalars": {...}, "images": {...}, "histograms": {...}}``, ``eval_op`` in evaluation processes. Any of them may be missing. Their results appear in the step's
     ``results`` under the same names.
     """
 
@@ -232,6 +237,10 @@ class TemplateIterator(Iterator):
             eval_op = ops.get("eval_op")
             if eval_op is not None:
                 results["eval_op"] = eval_op()
+            if self._log_now:  # the first batch of an evaluation pass
+                log_op = ops.get("log_op")
+                if log_op is not None:
+                    results["log_op"] = log_op()
         else:
             train_op = ops.get("train_op")
             if train_op is not None:

@@ -31,6 +31,7 @@ BUILTIN_PLUGINS = (
     ("core.metrics", "edcore.builtin.logging", "MetricsLogger"),
     ("core.tensorboard", "edcore.builtin.tensorboard", "TensorBoardLogger"),
     ("core.status", "edcore.builtin.status", "RunStatus"),
+    ("core.media", "edcore.builtin.media", "MediaLogger"),
 )
 
 #: Set to 1 to skip entry-point plugins (tests and reproducibility runs choose their plugins exactly).

@@ -188,6 +188,8 @@ class Runtime:
         self.progress: Any = None
         self.log = self._log if manager.hook.edflow_log.get_hookimpls() else None
         self.checkpointer: Checkpointer | None = None
+        self.warned: set = set()  # what warn_once has reported
+        self.evaluation: str | None = None  # the name of the evaluation an evaluation process runs
 
     def checkpoint(self, reason: str) -> None:
         if self.checkpointer is not None:
@@ -195,36 +197,73 @@ class Runtime:
 
     def _log(self, global_step: int, logs: Any) -> None:
         if not isinstance(logs, Mapping):
+            if logs is not None:
+                self.warn_once(("log op", type(logs).__name__),
+                          f"the log op returned a {type(logs).__name__}, not a dict like {{'scalars': {{...}}, "
+                          f"'images': {{...}}}}; nothing of it is logged")
             return
         prepared = dict(logs)
-        prepared["scalars"] = flatten_scalars(logs.get("scalars") or {})
+        prepared["scalars"] = flatten_scalars(logs.get("scalars") or {}, warn_once=self.warn_once)
         if self.dist.world_size > 1:
             # Every rank logs at the same steps, so all take part in the average; only rank 0 writes it.
             prepared["scalars"] = self.dist.all_reduce_mean(prepared["scalars"])
             if self.dist.rank != 0:
                 return
+        for key in logs:
+            if key not in LOG_KEYS:
+                self.warn_once(("log key", key),
+                          f"the log op returned '{key}', which edflow does not write (it writes "
+                          f"{', '.join(LOG_KEYS)}); plugins implementing edflow_log still receive it")
+        for kind in ("images", "histograms"):
+            if logs.get(kind) is not None:
+                prepared[kind] = self._arrays(kind, logs[kind])
         call_hook(self.manager, "edflow_log", global_step=global_step, logs=prepared, mode=self.mode)
         if self.progress is not None and prepared["scalars"]:
             shown = list(prepared["scalars"].items())[:4]
             self.progress.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in shown}, refresh=False)
 
 
-def flatten_scalars(scalars: Mapping, prefix: str = "") -> dict:
+    def _arrays(self, kind: str, entries: Any) -> dict:
+        """``logs[kind]`` flattened, each value a numpy array (hook ``edflow_to_numpy``); what cannot be converted
+        is reported once by key and left out."""
+        from edcore.media import flatten
+
+        to_numpy = self.manager.hook.edflow_to_numpy
+        arrays = {}
+        for key, value in flatten(entries).items():
+            try:
+                arrays[key] = to_numpy(value=value)
+            except Exception as err:  # noqa: BLE001 - a bad log entry must not end the training
+                self.warn_once((kind, key), f"logged {kind[:-1]} '{key}' ({type(value).__name__}) cannot be turned into an "
+                                       f"array ({describe_exception(err)}); it is not logged")
+        return arrays
+
+
+    def warn_once(self, what: Any, message: str) -> None:
+        """Log ``message`` as a warning the first time ``what`` is seen in this run."""
+        if what not in self.warned:
+            self.warned.add(what)
+            log.warning("%s", message)
+
+
+#: The entries of the log op's result the built-in loggers write.
+LOG_KEYS = ("scalars", "images", "histograms")
+
+
+def flatten_scalars(scalars: Mapping, prefix: str = "", warn_once: Callable = lambda what, message: None) -> dict:
     """``{"loss": {"a": t}}`` -> ``{"loss/a": float}``; tensors and numpy scalars become Python floats here, on
     logged steps only."""
     flat = {}
     for key, value in scalars.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten_scalars(value, name + "/"))
+            flat.update(flatten_scalars(value, name + "/", warn_once))
             continue
         try:
             item = getattr(value, "item", None)  # torch tensors and numpy scalars; no autograd warning
             flat[name] = float(item() if item is not None else value)
         except (TypeError, ValueError, RuntimeError):
-            if not getattr(flatten_scalars, "_warned", set()).__contains__(name):
-                log.warning("logged scalar '%s' is %s, not a number; it is not logged", name, type(value).__name__)
-                flatten_scalars._warned = getattr(flatten_scalars, "_warned", set()) | {name}  # type: ignore[attr-defined]
+            warn_once(("scalar", name), f"logged scalar '{name}' is {type(value).__name__}, not a number; it is not logged")
     return flat
 
 

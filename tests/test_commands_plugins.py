@@ -59,7 +59,7 @@ def test_builtin_entry_point_and_config_plugins_with_their_origins(edflow_projec
     order = {hook: [p.split(" ")[0] for p in plugins if p.split(" ")[0] in known]
              for hook, plugins in report["hook_order"].items()}
     assert order["edflow_after_training"] == [
-        "stepcount.StepCount", "torch", "csv_metrics", "core.status", "core.tensorboard", "core.metrics"]
+        "stepcount.StepCount", "torch", "csv_metrics", "core.media", "core.status", "core.tensorboard", "core.metrics"]
     assert order["edflow_batches"] == ["torch", "core.batching"]
     assert order["edflow_log"][0] == "csv_metrics" and order["edflow_log"][-1] == "core.metrics"
 
@@ -68,7 +68,7 @@ def test_builtin_entry_point_and_config_plugins_with_their_origins(edflow_projec
     assert re.search(r"torch +edflow-torch [\d.]+, entry point torch = edflow_torch.plugin:TorchPlugin", text)
     assert re.search(r"stepcount\.StepCount +config plugins: stepcount\.StepCount\n +hooks: after_training", text)
     assert re.search(r"\n  edflow_batches: torch, (.+, )?core\.batching \(trylast\)\n", text)
-    assert re.search(r"\n  edflow_log: (.+, )?csv_metrics, core\.tensorboard, core\.retention, "
+    assert re.search(r"\n  edflow_log: (.+, )?csv_metrics, core\.media, core\.tensorboard, core\.retention, "
                      r"core\.metrics \(trylast\)\n", text)
 
 

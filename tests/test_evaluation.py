@@ -107,7 +107,7 @@ def test_an_evaluator_follows_the_training_and_evaluates_every_checkpoint_once_i
     # the metrics are in TensorBoard at the checkpoints' global steps, next to the training's curves
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run / "tensorboard" / "eval" / "eval"))
+    events = EventAccumulator(str(run / "tensorboard" / "eval_eval"))
     events.Reload()
     assert [e.step for e in events.Scalars("acc/accuracy")] == ALL_STEPS
     assert [e.value for e in events.Scalars("acc/accuracy")] == pytest.approx([r["acc/accuracy"] for r in records])

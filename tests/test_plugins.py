@@ -39,7 +39,7 @@ def test_builtin_plugins_are_registered_first_in_documented_order():
     manager = make_plugin_manager(autoload=False)
     assert names(manager) == [name for name, _module, _cls in BUILTIN_PLUGINS]
     assert names(manager) == ["core.providers", "core.batching", "core.seed", "core.retention", "core.metrics",
-                              "core.tensorboard", "core.status"]
+                              "core.tensorboard", "core.status", "core.media"]
 
 
 def test_entry_point_plugins_load_and_a_broken_one_is_named(fake_entry_points, caplog):

@@ -1,4 +1,5 @@
-"""Built-in TensorBoard logging: training scalars at their global step into ``RUN/tensorboard/train``."""
+"""Built-in TensorBoard logging: training scalars at their global step into ``RUN/tensorboard/train``; the
+evaluations write theirs into ``RUN/tensorboard/eval_<name>`` (:func:`eval_logdir`)."""
 from __future__ import annotations
 
 import time
@@ -42,7 +43,7 @@ class TensorBoardLogger:
         if self.logdir is None or mode != "train":
             return
         if self.writer is None:
-            self.writer = tensorboard.EventWriter(self.logdir)
+            self.writer = tensorboard.acquire(self.logdir)  # shared with core.media's images
         self.writer.add_scalars(logs.get("scalars", {}), global_step)
         now = time.monotonic()
         if now - self.last_flush > self.flush_secs:
@@ -52,8 +53,13 @@ class TensorBoardLogger:
     @hookimpl
     def edflow_after_training(self, iterator, status):
         if self.writer is not None:
-            self.writer.close()
+            tensorboard.release(self.writer)
             self.writer = None
+
+
+def eval_logdir(project, name: str):
+    """``RUN/tensorboard/eval_<name>``: next to ``train``, so TensorBoard lists the evaluations as runs beside it."""
+    return project.root / "tensorboard" / f"eval_{name}"
 
 
 def raise_missing() -> None:

@@ -78,6 +78,19 @@ class TFPlugin:
             tf.config.experimental.enable_op_determinism()
 
     @hookimpl
+    def edflow_to_numpy(self, value):
+        """Logged tf tensors and variables as numpy arrays (bfloat16 as float32, which numpy can map)."""
+        if not type(value).__module__.startswith("tensorflow") or "tensorflow" not in sys.modules:
+            return None
+        import tensorflow as tf
+
+        if not isinstance(value, (tf.Tensor, tf.Variable)):
+            return None
+        if value.dtype == tf.bfloat16:
+            value = tf.cast(value, tf.float32)
+        return value.numpy()  # a copy or an immutable tensor's buffer: the next step cannot change it
+
+    @hookimpl
     def edflow_batches(self, dataset, config, mode):
         if not uses_tf(config):
             return None

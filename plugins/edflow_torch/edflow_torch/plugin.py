@@ -60,6 +60,23 @@ class TorchPlugin:
             torch.use_deterministic_algorithms(True)
 
     @hookimpl
+    def edflow_to_numpy(self, value):
+        """Logged torch tensors as numpy arrays: detached, on the host, copied (bfloat16 as float32)."""
+        if "torch" not in sys.modules:
+            return None
+        import torch
+
+        if not isinstance(value, torch.Tensor):
+            return None
+        tensor = value.detach()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()
+        host = tensor.cpu()
+        # On the CPU, .numpy() shares the tensor's memory, which an in-place update of the next step would change
+        # while the writer thread still reads it.
+        return host.numpy().copy() if host.data_ptr() == value.data_ptr() else host.numpy()
+
+    @hookimpl
     def edflow_batches(self, dataset, config, mode):
         if not uses_torch(config):
             return None
