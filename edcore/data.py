@@ -19,6 +19,9 @@ import contextlib
 import functools
 import inspect
 import math
+import os
+import re
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
@@ -443,3 +446,211 @@ def _numbers(values: Any) -> bool:
         return np.asarray(values).dtype.kind in "iuf"
     except (TypeError, ValueError):
         return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MetaDataset: a folder with meta.yaml and memory-mapped labels
+
+META = "meta.yaml"
+LABELS_FOLDER = "labels"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def load_image(path: Any, folder: Path) -> np.ndarray:
+    """Loader ``image``: the image file at ``path`` (relative to the dataset's folder) as a uint8 array, HxW or
+    HxWxC, read with Pillow."""
+    from PIL import Image
+
+    with Image.open(folder / str(path)) as image:
+        return np.array(image)
+
+
+def load_npy(path: Any, folder: Path) -> np.ndarray:
+    """Loader ``npy``: the ``.npy`` file at ``path`` (relative to the dataset's folder), read without pickle."""
+    return np.load(folder / str(path), allow_pickle=False)
+
+
+#: The loaders a ``meta.yaml`` can name; ``MetaDataset(folder, loaders={name: function})`` adds more.
+LOADERS: Mapping[str, Callable[[Any, Path], Any]] = MappingProxyType({"image": load_image, "npy": load_npy})
+
+
+class MetaDataset(Dataset):
+    """A dataset stored in a folder: ``meta.yaml`` names the labels, ``.npy`` arrays opened memory-mapped (nothing
+    is read until used), and a loader per label key that holds paths (``image``, ``npy``), whose files are read
+    when an example is. The folder of an evaluation pass (``eval/<timestamp>_<name>/<global_step>/``) reads the
+    same way: its stacked outputs are labels, its per-example outputs are loaded like ``npy`` paths.
+
+    ``meta.yaml``::
+
+        description: 1797 digits and their classes
+        num_examples: 1797
+        labels: {image: labels/image.npy, class: labels/class.npy}   # files relative to the folder
+        loaders: {image: image}                                       # label key -> loader
+
+    ``labels`` holds the arrays (paths for loaded keys); ``dataset[i]`` has every label of ``i`` and, for each
+    loaded key, the loaded value in place of its path. ``loaders`` adds loaders ``{name: function(value, folder)}``
+    (functions or dotted names).
+    """
+
+    @configurable
+    def __init__(self, folder: Any, loaders: Mapping | None = None) -> None:
+        from edcore.outputs import INDEX
+
+        self.folder = Path(folder)
+        known = dict(LOADERS)
+        for name, loader in (loaders or {}).items():
+            known[name] = _resolve(loader, f"MetaDataset loader '{name}'") if isinstance(loader, str) else loader
+        if (self.folder / META).is_file():
+            self._read_meta(known)
+        elif (self.folder / INDEX).is_file():
+            self._read_outputs()
+        else:
+            raise DataError(f"'{self.folder}' is not a MetaDataset: it has no {META} (nor the {INDEX} of an "
+                            f"evaluation pass).")
+
+    def _read_meta(self, known: Mapping[str, Callable]) -> None:
+        import yaml
+
+        path = self.source = self.folder / META
+        try:
+            meta = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise DataError(f"'{path}' cannot be read: {err}") from err
+        if not isinstance(meta, Mapping) or not isinstance(meta.get("labels", {}), Mapping):
+            raise DataError(f"'{path}' must be a mapping with 'labels: {{key: file.npy}}', like "
+                            f"labels: {{class: labels/class.npy}}.")
+        self.meta = dict(meta)
+        self.description = str(meta.get("description") or "")
+        self.labels = {}
+        for key, file in meta.get("labels", {}).items():
+            self.labels[key] = _open_label(self.folder / str(file), f"{path}, key 'labels/{key}'")
+        self.num_examples = meta.get("num_examples")
+        if self.num_examples is None:
+            self.num_examples = len(next(iter(self.labels.values()))) if self.labels else 0
+        if isinstance(self.num_examples, bool) or not isinstance(self.num_examples, int) or self.num_examples < 0:
+            raise DataError(f"{path}, key 'num_examples': expected an integer >= 0, found {self.num_examples!r}.")
+        for key, values in self.labels.items():
+            if values.ndim == 0 or len(values) != self.num_examples:
+                found = "a single value" if values.ndim == 0 else f"{len(values)} entries"
+                raise DataError(f"{path}, key 'labels/{key}': '{meta['labels'][key]}' holds {found}, but the "
+                                f"dataset has {self.num_examples} examples; every label needs one entry per example.")
+        loader_names = meta.get("loaders") or {}
+        if not isinstance(loader_names, Mapping):
+            raise DataError(f"{path}, key 'loaders': expected a mapping of label key to loader, like "
+                            f"loaders: {{image: image}}; found {loader_names!r}.")
+        self.loaders = {}
+        for key, name in loader_names.items():
+            if key not in self.labels:
+                raise DataError(f"{path}, key 'loaders/{key}': there is no label '{key}' to load; the labels are "
+                                f"{', '.join(self.labels) or 'none'}.")
+            if name not in known:
+                raise DataError(f"{path}, key 'loaders/{key}': unknown loader '{name}'; the loaders are "
+                                f"{', '.join(known)} (MetaDataset(folder, loaders={{name: function}}) adds more).")
+            self.loaders[key] = (name, known[name])
+
+    def _read_outputs(self) -> None:
+        from edcore.outputs import EXAMPLE_DIGITS, INDEX, load_outputs
+
+        outputs = load_outputs(self.folder)
+        self.source = self.folder / INDEX
+        self.meta = outputs.index
+        self.description = (f"outputs of evaluation '{outputs.index.get('evaluation', '?')}' at global step "
+                            f"{outputs.global_step}")
+        self.num_examples = outputs.num_examples
+        self.labels = {}
+        self.loaders = {}
+        for key, entry in outputs.index["keys"].items():
+            if entry["layout"] == "stacked":
+                self.labels[key] = outputs[key]  # memory-mapped
+            else:  # one file per example: a label of paths, as a meta.yaml with the npy loader would have
+                self.labels[key] = np.array([f"{entry['folder']}/{i:0{EXAMPLE_DIGITS}d}.npy"
+                                             for i in range(entry["count"])])
+                self.loaders[key] = ("npy", load_npy)
+
+    def __len__(self) -> int:
+        return int(self.num_examples)
+
+    def get_example(self, index: int) -> Mapping:
+        example = {}
+        for key, (name, loader) in self.loaders.items():
+            value = self.labels[key][index]
+            value = value.item() if isinstance(value, np.generic) else value
+            try:
+                example[key] = loader(value, self.folder)
+            except Exception as err:
+                raise DataError(f"{self.source}, key '{key}': loader '{name}' failed on example {index} "
+                                f"({value!r}): {type(err).__name__}: {err}") from err
+        return example
+
+    def __repr__(self) -> str:
+        return f"MetaDataset '{self.folder}' ({self.num_examples} examples)"
+
+
+def write_meta_dataset(folder: Any, labels: Mapping[str, Any], description: str = "",
+                       loaders: Mapping[str, str] | None = None) -> MetaDataset:
+    """Write a :class:`MetaDataset` into ``folder`` (created; one that holds a ``meta.yaml`` already is never
+    overwritten) and open it: every label as ``labels/<key>.npy``, then ``meta.yaml``, last, so that a folder
+    whose writing was cut short is no dataset. ``loaders`` names the loader of label keys that hold paths
+    (relative to ``folder``), e.g. ``{"image": "image"}``."""
+    import yaml
+
+    from edcore.project import write_text_atomic
+
+    folder = Path(folder)
+    if (folder / META).exists():
+        raise DataError(f"'{folder / META}' exists already; write_meta_dataset never overwrites a dataset: choose "
+                        f"a new folder.")
+    arrays = {key: _label_array(key, values) for key, values in labels.items()}
+    lengths = {key: len(array) for key, array in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"write_meta_dataset: the labels have different numbers of entries ({lengths}); every "
+                        f"label needs one entry per example.")
+    for key, name in (loaders or {}).items():
+        if key not in arrays:
+            raise DataError(f"write_meta_dataset: loaders names '{key}', which is not a label; the labels are "
+                            f"{', '.join(arrays) or 'none'}.")
+        if name not in LOADERS:
+            raise DataError(f"write_meta_dataset: unknown loader {name!r} for '{key}'; the loaders are "
+                            f"{', '.join(LOADERS)}.")
+    files = {}
+    for key, array in arrays.items():
+        files[key] = f"{LABELS_FOLDER}/{key}.npy"
+        target = folder / files[key]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.save(target, array, allow_pickle=False)
+    meta = {"description": description, "num_examples": next(iter(lengths.values()), 0), "labels": files,
+            "loaders": dict(loaders or {})}
+    write_text_atomic(folder / META, yaml.safe_dump(meta, sort_keys=False))
+    return MetaDataset(folder)
+
+
+def _label_array(key: Any, values: Any) -> np.ndarray:
+    """A label as an array numpy saves without pickle (paths become strings)."""
+    if not isinstance(key, str) or not all(_SAFE_NAME.match(part) and part not in (".", "..")
+                                           for part in key.split("/")):
+        raise DataError(f"write_meta_dataset: label key {key!r} cannot be a file name; use letters, digits and "
+                        f"'_', '.', '-' ('/' for a sub-folder).")
+    array = np.asarray(values)
+    if array.dtype == object and all(isinstance(value, (str, os.PathLike)) for value in array.ravel()):
+        array = np.array([os.fspath(value) for value in array.ravel()]).reshape(array.shape)
+    if array.dtype == object:
+        raise DataError(f"write_meta_dataset: label '{key}' holds Python objects; labels must be numbers, booleans "
+                        f"or strings, which are stored without pickle.")
+    if array.ndim == 0:
+        raise DataError(f"write_meta_dataset: label '{key}' is a single value; labels need one entry per example.")
+    return array
+
+
+def _open_label(file: Path, where: str) -> np.ndarray:
+    if not file.is_file():
+        raise DataError(f"{where}: the label file '{file}' does not exist.")
+    try:
+        return np.load(file, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{where}: '{file}' is not a .npy array numpy can read without pickle: {err}") from err
+
+
+def _resolve(name: str, where: str) -> Any:
+    from edcore.references import resolve
+
+    return resolve(name, where=where)
