@@ -42,6 +42,8 @@ def dataset_length(dataset: Any) -> int:
 
 def describe(dataset: Any) -> str:
     """``SubDataset (30 examples)``: how errors name a dataset."""
+    if isinstance(dataset, Dataset):
+        return repr(dataset)
     return f"{type(dataset).__name__} ({dataset_length(dataset)} examples)"
 
 
@@ -116,7 +118,7 @@ class Dataset:
                 set_epoch(epoch)
 
     def __repr__(self) -> str:
-        return describe(self)
+        return f"{type(self).__name__} ({len(self)} examples)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
