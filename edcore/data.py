@@ -1,7 +1,8 @@
 """Datasets that compose: examples are dicts, ``labels`` are arrays aligned with the examples (numpy only).
 
 EDFlow's ``edflow.data`` ideas: a base class, sub-sets and splits, concatenation of datasets and of examples,
-functions applied per example, random augmentation that is reproduced exactly after a resume.
+functions applied per example, random augmentation that is reproduced exactly after a resume, and MetaDatasets (a
+folder with ``meta.yaml`` and memory-mapped ``.npy`` labels), which the outputs of an evaluation read as too.
 
 Any of them can be named in a config. edflow creates every dataset as ``Name(config)``; called that way, a class
 of this module takes its arguments from the config section named after it, where ``dataset`` (or the list
