@@ -74,6 +74,19 @@ def get_example(dataset: Any, index: int, name: str) -> Mapping:
     return example
 
 
+def announce_epoch(dataset: Any, epoch: int, name: str) -> None:
+    """Call the dataset's optional ``set_epoch(epoch)`` (as torch's DistributedSampler has one): batches call it
+    before loading the examples of an epoch, in every process that loads them, so that what a dataset draws per
+    epoch (``edcore.data.RandomlyAugmented``) depends on the epoch and nothing else."""
+    set_epoch = getattr(dataset, "set_epoch", None)
+    if not callable(set_epoch):
+        return
+    try:
+        set_epoch(epoch)
+    except Exception as err:
+        raise UserCodeError(f"dataset '{name}': set_epoch({epoch}) raised {describe_exception(err)}") from err
+
+
 def collate(examples: Sequence[Mapping], indices: Sequence[int] = (), name: str = "dataset") -> dict:
     """Stack a list of example dicts into a dict of numpy arrays (nested dicts keep their structure).
 
@@ -139,6 +152,7 @@ class NumpyBatches:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
         """The batches of ``epoch`` from batch ``start`` on; examples before ``start`` are not loaded."""
         order = self.indices(epoch)
+        announce_epoch(self.dataset, epoch, self.name)
         for position in range(start, self._length):
             chunk = order[position * self.batch_size:(position + 1) * self.batch_size]
             chunk = [int(i) for i in chunk]

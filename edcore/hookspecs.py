@@ -118,7 +118,9 @@ def edflow_batches(dataset, config, mode):
     the batches of that epoch beginning at batch ``start``, and optionally ``close()``. The order of an epoch must be
     a function of ``(config["seed"], epoch)`` alone, so that a resumed run continues at the exact next batch without
     loading the skipped ones (see ``edcore.batching.epoch_indices``). Shuffling is on in training unless
-    ``shuffle: false`` and always off in evaluation. Backends return their own (DataLoader, tf.data); the built-in
+    ``shuffle: false`` and always off in evaluation. Before loading the examples of an epoch, call the dataset's
+    ``set_epoch(epoch)`` when it has one, in every process that loads examples (``edcore.batching.announce_epoch``;
+    ``edcore.data.RandomlyAugmented`` draws from it). Backends return their own (DataLoader, tf.data); the built-in
     fallback (``trylast``) stacks numpy arrays.
     """
 

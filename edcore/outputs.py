@@ -9,7 +9,8 @@ Layout of ``eval/<timestamp>_<name>/<global_step>/``::
     metrics.json          the scalars the callbacks returned
 
 Nested keys (``{"a": {"b": x}}``) are stored as ``a/b``. Everything is plain ``.npy`` (``allow_pickle`` is never
-needed), so ``numpy.load`` or :func:`load_outputs` reads it with numpy alone.
+needed), so ``numpy.load`` or :func:`load_outputs` reads it with numpy alone, and ``edcore.data.MetaDataset``
+reads it as a dataset (stacked keys are its labels, per-example keys are loaded per example).
 """
 from __future__ import annotations
 

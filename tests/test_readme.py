@@ -1,6 +1,7 @@
 """The README's toy project runs as written: its files are taken from the README's code blocks (each starts with a
 ``# <path>`` comment), written into an empty folder, trained with ``edflow -t train.yaml`` and evaluated with
-``edflow -e eval.yaml -p RUN``, as a reader who copies them would."""
+``edflow -e eval.yaml -p RUN``, as a reader who copies them would; the Data section's ``augmented.yaml`` trains on
+them too."""
 import re
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def toy_project_files() -> dict[str, str]:
 
 def test_the_readme_toy_project_trains_and_evaluates_as_written(tmp_path):
     files = toy_project_files()
-    assert sorted(files) == ["eval.yaml", "toy/data.py", "toy/iterator.py", "toy/metrics.py", "train.yaml"]
+    assert sorted(files) == ["augmented.yaml", "eval.yaml", "toy/augment.py", "toy/data.py", "toy/iterator.py",
+                             "toy/metrics.py", "train.yaml"]
     project = EdflowProject(tmp_path)
     for path, text in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
@@ -35,3 +37,7 @@ def test_the_readme_toy_project_trains_and_evaluates_as_written(tmp_path):
     assert (run / "code" / "toy" / "data.py").exists()
     evaluated = project.run("-e", "eval.yaml", "-p", str(run), "--progress", "false", timeout=300).assert_success()
     assert re.search(r"step 10  error/mse \d", evaluated.output), evaluated
+
+    # the Data section: the same project, trained on an augmented part of its dataset named in the config
+    augmented = project.run("-t", "augmented.yaml", "--progress", "false", timeout=300).assert_success()
+    assert "training Iterator from global step 0: 32 examples, 4 batches per epoch" in augmented.stderr

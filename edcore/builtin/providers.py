@@ -53,7 +53,8 @@ def signature_problem(key: str, name: str, factory: Any, mismatch: str) -> str:
 
 def check_signatures(config: Any, manager: Any, where: Any) -> None:
     """Before any run folder exists: a dataset, model or iterator that the built-in providers would call with
-    arguments it does not take is a config error naming its ``__init__`` and file:line."""
+    arguments it does not take is a config error naming its ``__init__`` and file:line; so is a config section of
+    an ``edcore.data`` dataset that lacks an argument or has an unknown one."""
     for key in CALLS:
         name = config.get(key)
         if not isinstance(name, str):
@@ -66,6 +67,10 @@ def check_signatures(config: Any, manager: Any, where: Any) -> None:
         mismatch = call_mismatch(factory, CALLS[key], {})
         if mismatch:
             raise ConfigError(f"{where(key)}: {signature_problem(key, name, factory, mismatch)}")
+        if key == "dataset":
+            from edcore.data import check_config  # numpy: only when a config is checked
+
+            check_config(factory, config.data, where)  # the sections of edcore.data classes
 
 
 @hookimpl(trylast=True)

@@ -6,7 +6,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
-from edcore.batching import batches_per_epoch, check_dataset, collate, epoch_indices, get_example
+from edcore.batching import announce_epoch, batches_per_epoch, check_dataset, collate, epoch_indices, get_example
 from edcore.errors import DataError, EdflowError, UserCodeError, describe_exception
 
 
@@ -126,6 +126,7 @@ class TFBatches:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
         """The batches of ``epoch`` from batch ``start`` on, as dicts of ``tf.Tensor`` on the CPU."""
         self._error = None
+        announce_epoch(self.dataset, epoch, self.name)  # tf.data loads in threads of this process
         iterator = iter(self.pipeline(epoch, start))
         while True:
             try:

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from edcore.batching import epoch_indices
+from edcore.data import RandomlyAugmented
 from edcore.errors import DataError, UserCodeError
 from edflow_tf.batching import TFBatches
 from edflow_tf.settings import DEFAULTS
@@ -49,6 +50,23 @@ def test_a_resumed_epoch_starts_at_the_next_batch_without_loading_the_skipped_ex
     order = epoch_indices(20, 5, 2, True)
     assert np.concatenate([b["meta"]["index"].numpy() for b in resumed]).tolist() == order[12:].tolist()
     assert sorted(dataset.loaded) == sorted(order[12:].tolist())
+
+
+def test_the_dataset_learns_the_epoch_so_seeded_augmentation_resumes_exactly():
+    def jitter(example, rng):
+        return {"x": example["x"] + rng.normal(size=3).astype("float32")}
+
+    augmented = RandomlyAugmented(Recorded(), jitter, seed=2)
+    data = batches(augmented)
+    epoch_0, epoch_1 = list(data.epoch(0)), list(data.epoch(1))
+    resumed = list(batches(augmented).epoch(1, start=3))
+    for expected, batch in zip(epoch_1[3:], resumed, strict=True):
+        assert np.array_equal(batch["x"].numpy(), expected["x"].numpy())
+    first = epoch_1[0]["meta"]["index"].numpy()[0]
+    noise = np.random.default_rng(np.random.SeedSequence([2, 1, first])).normal(size=3).astype("float32")
+    assert np.array_equal(epoch_1[0]["x"].numpy()[0], np.full(3, first, "float32") + noise)
+    assert not np.array_equal(np.concatenate([b["x"].numpy() for b in epoch_0]).sum(0),
+                              np.concatenate([b["x"].numpy() for b in epoch_1]).sum(0))
 
 
 def test_without_shuffle_and_with_drop_last():

@@ -11,7 +11,15 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
-from edcore.batching import batches_per_epoch, check_dataset, collate, epoch_indices, get_example, rank_indices
+from edcore.batching import (
+    announce_epoch,
+    batches_per_epoch,
+    check_dataset,
+    collate,
+    epoch_indices,
+    get_example,
+    rank_indices,
+)
 from edcore.errors import DataError, EdflowError
 from torch.utils.data import BatchSampler, DataLoader, Sampler, default_collate, get_worker_info
 
@@ -55,11 +63,13 @@ class EpochSampler(Sampler):
 
 
 class SeededBatch(list):
-    """The example indices of one batch and the seed of the random numbers its examples draw in a worker."""
+    """The example indices of one batch, its epoch and the seed of the random numbers its examples draw in a
+    worker."""
 
-    def __init__(self, indices: list, seed: int) -> None:
+    def __init__(self, indices: list, seed: int, epoch: int) -> None:
         super().__init__(indices)
         self.seed = seed
+        self.epoch = epoch
 
 
 class SeededBatchSampler(BatchSampler):
@@ -71,7 +81,7 @@ class SeededBatchSampler(BatchSampler):
         sampler = self.sampler
         for number, batch in enumerate(super().__iter__(), start=sampler.start):
             entropy = [int(sampler.seed), sampler.rank, sampler.epoch, number, 2]
-            yield SeededBatch(batch, int(np.random.default_rng(entropy).integers(2**32)))
+            yield SeededBatch(batch, int(np.random.default_rng(entropy).integers(2**32)), sampler.epoch)
 
 
 class CheckedDataset(torch.utils.data.Dataset):
@@ -80,6 +90,7 @@ class CheckedDataset(torch.utils.data.Dataset):
     def __init__(self, dataset: Any, name: str) -> None:
         self.dataset = dataset
         self.name = name
+        self.epoch: int | None = None  # the epoch this process last told the dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -88,6 +99,11 @@ class CheckedDataset(torch.utils.data.Dataset):
         return get_example(self.dataset, index, self.name)
 
     def __getitems__(self, indices: list) -> list:
+        # The batch tells its epoch: persistent workers hold their own copy of the dataset, which the main process
+        # cannot reach, and with num_workers 0 this is the main process's dataset.
+        if isinstance(indices, SeededBatch) and indices.epoch != self.epoch:
+            announce_epoch(self.dataset, indices.epoch, self.name)
+            self.epoch = indices.epoch
         # In a worker, reseed per batch: a worker's own RNG stream would depend on the batches it was dealt before,
         # and a resumed run deals them anew. The main process keeps its RNG, which every checkpoint stores.
         if isinstance(indices, SeededBatch) and get_worker_info() is not None:
