@@ -7,6 +7,7 @@ import random
 import re
 import signal
 import threading
+from collections import abc
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -17,6 +18,7 @@ from edcore.batching import (
     check_dataset,
     collate,
     epoch_indices,
+    example_error,
     get_example,
     rank_indices,
 )
@@ -63,13 +65,21 @@ class EpochSampler(Sampler):
 
 
 class SeededBatch(list):
-    """The example indices of one batch, its epoch and the seed of the random numbers its examples draw in a
-    worker."""
+    """The example indices of one batch and what the seed of the random numbers its examples draw in a worker is
+    made from, ``(seed, rank, epoch, batch in epoch)``."""
 
-    def __init__(self, indices: list, seed: int, epoch: int) -> None:
+    def __init__(self, indices: list, entropy: tuple) -> None:
         super().__init__(indices)
-        self.seed = seed
-        self.epoch = epoch
+        self.entropy = entropy
+
+    @property
+    def epoch(self) -> int:
+        return self.entropy[2]
+
+    @property
+    def seed(self) -> int:
+        # Derived in the worker, not in the loop's process: a Generator costs ~16 us per batch there (benchmarks/).
+        return int(np.random.default_rng(list(self.entropy)).integers(2**32))
 
 
 class SeededBatchSampler(BatchSampler):
@@ -79,9 +89,9 @@ class SeededBatchSampler(BatchSampler):
 
     def __iter__(self) -> Iterator[SeededBatch]:
         sampler = self.sampler
+        seed, rank, epoch = int(sampler.seed), sampler.rank, sampler.epoch
         for number, batch in enumerate(super().__iter__(), start=sampler.start):
-            entropy = [int(sampler.seed), sampler.rank, sampler.epoch, number, 2]
-            yield SeededBatch(batch, int(np.random.default_rng(entropy).integers(2**32)), sampler.epoch)
+            yield SeededBatch(batch, (seed, rank, epoch, number, 2))
 
 
 class CheckedDataset(torch.utils.data.Dataset):
@@ -107,10 +117,23 @@ class CheckedDataset(torch.utils.data.Dataset):
         # In a worker, reseed per batch: a worker's own RNG stream would depend on the batches it was dealt before,
         # and a resumed run deals them anew. The main process keeps its RNG, which every checkpoint stores.
         if isinstance(indices, SeededBatch) and get_worker_info() is not None:
-            torch.manual_seed(indices.seed)
-            np.random.seed(indices.seed)
-            random.seed(indices.seed)
-        return [self[index] for index in indices]
+            seed = indices.seed
+            # The CPU generator only: torch.manual_seed also seeds every accelerator's and costs ~100 us per batch
+            # (benchmarks/); a worker draws on the CPU (CUDA in DataLoader workers is unsupported).
+            torch.default_generator.manual_seed(seed)
+            np.random.seed(seed)
+            random.seed(seed)
+        # get_example's work inlined: with num_workers 0 this runs in the loop's process for every example.
+        dataset, examples = self.dataset, []
+        for index in indices:
+            try:
+                example = dataset[index]
+            except Exception as err:
+                raise example_error(self.name, index, err) from err
+            if type(example) is not dict and not isinstance(example, abc.Mapping):
+                get_example(dataset, index, self.name)  # raises the DataError naming the index
+            examples.append(example)
+        return examples
 
 
 class CheckedCollate:
