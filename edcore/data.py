@@ -22,6 +22,7 @@ import inspect
 import math
 import os
 import re
+from collections import abc
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -86,11 +87,11 @@ class Dataset:
     def __getitem__(self, index: int) -> dict:
         position = self.position(index)
         example = self.get_example(position)
-        if not isinstance(example, Mapping):
+        if type(example) is not dict and not isinstance(example, abc.Mapping):  # per example: type() is the fast test
             raise DataError(f"{type(self).__name__}.get_example({position}) returned {type(example).__name__}; "
                             f"examples are dicts like {{'image': array, 'label': 3}}.")
         labels = self.labels
-        if not isinstance(labels, Mapping):
+        if type(labels) is not dict and not isinstance(labels, abc.Mapping):
             raise DataError(f"{type(self).__name__}.labels is a {type(labels).__name__}; labels are a dict of arrays "
                             f"with one entry per example, like {{'class': array}}.")
         if not labels:
@@ -392,7 +393,7 @@ class ProcessedDataset(Dataset):
     def get_example(self, index: int) -> Mapping:
         example = self.dataset[index]
         result = self.process(dict(example), index)
-        if not isinstance(result, Mapping):
+        if type(result) is not dict and not isinstance(result, abc.Mapping):
             name = getattr(self.function, "__qualname__", repr(self.function))
             raise DataError(f"{type(self).__name__}: {name} returned {type(result).__name__} for example {index}; "
                             f"it must return a dict, which is merged into the example.")
