@@ -27,6 +27,7 @@ BENCHMARKS = (
     ("checkpoint_cost", "checkpoint_cost.py", []),
     ("hook_dispatch", "hook_dispatch.py", []),
     ("media_cost", "media_cost.py", []),
+    ("user_path", "user_path.py", []),
 )
 
 

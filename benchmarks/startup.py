@@ -159,6 +159,10 @@ def main() -> None:
                     "OMP_NUM_THREADS": "1"}
         base_env.pop("EDFLOW_DISABLE_PLUGIN_AUTOLOAD", None)
         plugin_env = {**base_env, "PYTHONPATH": f"{root}{os.pathsep}{site}"}
+        # The control: the same extra sys.path entry, empty. Every later import (torch's are thousands) searches it.
+        empty = root / "site-empty"
+        empty.mkdir()
+        empty_env = {**base_env, "PYTHONPATH": f"{root}{os.pathsep}{empty}"}
 
         def process(command: list, env: dict, first_step: bool = False):
             def run() -> dict:
@@ -187,6 +191,8 @@ def main() -> None:
             "raw script": process([python, "raw.py"], base_env, first_step=True),
             "edflow -t": process([edflow, "-t", "train.yaml"], base_env, first_step=True),
             "edflow -t, 20 plugins installed": process([edflow, "-t", "train.yaml"], plugin_env, first_step=True),
+            "edflow -t, an empty folder on PYTHONPATH": process([edflow, "-t", "train.yaml"], empty_env,
+                                                                first_step=True),
         }
         first_samples = interleave(first, trials, warmup=0 if args.quick else 1)
 
@@ -220,18 +226,24 @@ def main() -> None:
     for row in first_rows:
         row["more_than_raw_s"], row["min_more_than_raw_s"] = (round(x, 3) for x in more(row["variant"], names[0]))
     with_plugins, with_plugins_min = more(names[2], names[1])
+    path_alone, path_alone_min = more(names[3], names[1])
+    beyond_path, beyond_path_min = more(names[2], names[3])
     sections = [
         ("Wall time of short commands (ratio to `python -c pass`):", table(small_rows, "s", ratio_label="ratio")),
         ("Process start to the first training step (torch, 4096 examples, batch 32, num_workers 0):",
          table(first_rows, "s", columns=("more_than_raw_s", "min_more_than_raw_s"), ratio_label="ratio to raw")),
         ("", f"20 installed plugins add {1e3 * with_plugins:.0f} ms to the first step (median of the per-round "
-             f"differences; {1e3 * with_plugins_min:.0f} ms between the fastest rounds)."),
+             f"differences; {1e3 * with_plugins_min:.0f} ms between the fastest rounds). The folder they are "
+             f"installed in, empty, adds {1e3 * path_alone:.0f} ms ({1e3 * path_alone_min:.0f} ms between the fastest "
+             f"rounds); the plugins themselves add {1e3 * beyond_path:.0f} ms ({1e3 * beyond_path_min:.0f} ms) to "
+             f"that."),
         ("Building the plugin manager (entry points found, imported and registered), timed inside the process:",
          table(build_rows, "s", ratio_label="ratio")),
     ]
     report("startup", f"Start-up ({trials} trials)", sections,
            {"commands": small_rows, "first_step": first_rows, "manager": build_rows, "plugins_add_s": with_plugins,
-            "plugins_add_min_s": with_plugins_min, "trials": trials},
+            "plugins_add_min_s": with_plugins_min, "path_alone_s": path_alone, "plugins_beyond_path_s": beyond_path,
+            "trials": trials},
            args.out, state)
 
 

@@ -18,7 +18,7 @@ def test_every_benchmark_runs_at_tiny_size(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     names = {path.stem for path in tmp_path.glob("*.json")}
     assert names == {"loop_overhead_torch", "loop_overhead_tf", "data_throughput", "startup", "resume",
-                     "checkpoint_cost", "hook_dispatch", "media_cost"}
+                     "checkpoint_cost", "hook_dispatch", "media_cost", "user_path"}
     torch_loop = json.loads((tmp_path / "loop_overhead_torch.json").read_text())
     variants = {row["variant"]: row for row in torch_loop["cpu"]}
     assert {"raw loop", "edflow, defaults on", "edflow, everything off"} <= set(variants)
@@ -33,6 +33,13 @@ def test_every_benchmark_runs_at_tiny_size(tmp_path):
     no_op = {row["variant"]: row for row in tf_loop["no_op"]}
     assert {"raw loop, no-op step", "edflow-tf, everything off, no-op step"} <= set(no_op), no_op
     assert all(row["median"] > 0 for row in tf_loop["cpu"]), tf_loop["cpu"]
+    user_path = json.loads((tmp_path / "user_path.json").read_text())
+    for workers in (0, 2):  # edflow's own batching and a raw DataLoader fed the same examples in the same order
+        rows = user_path[f"cpu_{workers}_workers"]
+        assert {row["variant"] for row in rows} == {f"raw DataLoader loop, {workers} workers",
+                                                     f"edflow, defaults on, {workers} workers",
+                                                     f"edflow, everything off, {workers} workers"}
+        assert agree([row["final_loss"] for row in rows]), rows
     assert "| raw loop |" in (tmp_path / "RESULTS.md").read_text()
 
 
