@@ -262,6 +262,30 @@ def test_bases_overrides_and_which_examples(edflow_project):
     assert indices == [0, 1, 2] and dom.find(id="dataset-source").text() == "shapes.data.Shapes"
 
 
+def test_torch_tensors_are_converted_by_the_installed_backend(edflow_project):
+    edflow_project.write({"tensors/__init__.py": "", "tensors/data.py": '''
+        import torch
+
+
+        class Tensors:
+            def __len__(self):
+                return 2
+
+            def __init__(self, config):
+                pass
+
+            def __getitem__(self, index):
+                image = torch.linspace(-1, 1, 48).reshape(3, 4, 4).to(torch.bfloat16)  # numpy has no bfloat16
+                return {"image": image * (1 - 2 * index), "label": torch.tensor(index), "ragged": [[1], [1, 2]]}
+    '''})
+    edflow_project.run("explore", "tensors.data.Tensors", timeout=120).assert_success()
+    sections = examples_of(parse((edflow_project.path / "explore.html").read_text(encoding="utf-8")))
+    assert [entry(s, "label").text() for s in sections] == ["0", "1"]
+    expected = float_pixels(np.linspace(-1, 1, 48, dtype=np.float32).reshape(1, 3, 4, 4))
+    assert np.abs(pixels(entry(sections[0], "image").find("img")).astype(int) - expected).max() <= 1  # bfloat16
+    assert entry(sections[1], "ragged").text() == "list: [[1], [1, 2]]"  # not an array: shown as it is
+
+
 def test_the_key_filter_hides_the_other_keys(edflow_project, tmp_path):
     edflow_project.write(SHAPES)
     edflow_project.run("explore", "train.yaml", "-n", "2", timeout=120).assert_success()
