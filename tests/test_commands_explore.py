@@ -252,7 +252,7 @@ def test_bases_overrides_and_which_examples(edflow_project):
 
     indices, dom = shown("-b", "base.yaml", "more.yaml", "--num", "30", "--start", "27")
     assert indices == [27, 28, 29] and dom.find(id="dataset-length").text() == "30"
-    assert shown("train.yaml", "--indices", "5,-1,0")[0] == [5, 11, 0]
+    assert shown("train.yaml", "--indices", "5,-1,0,11")[0] == [5, 11, 0]
     drawn, _ = shown("train.yaml", "--shuffle", "3", "-n", "4")
     assert len(set(drawn)) == 4 and drawn == sorted(drawn) and drawn != [0, 1, 2, 3]
     assert shown("train.yaml", "--shuffle", "3", "-n", "4")[0] == drawn  # the same seed draws the same

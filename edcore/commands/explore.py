@@ -229,7 +229,8 @@ def choose_indices(length: int, count: int, start: int | None, indices: str | No
             if not -length <= index < length:
                 raise UsageError(f"--indices: index {index} is out of range for {source.name} ({length} examples); "
                                  f"{valid}.")
-        return [index + length if index < 0 else index for index in chosen]
+        # In the order given, each once: -1 and 11 of 12 examples are one example (and one id on the page).
+        return list(dict.fromkeys(index + length if index < 0 else index for index in chosen))
     if shuffle is not None:
         import numpy as np
 
