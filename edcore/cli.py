@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "plot": "edcore.commands.plot",
     "completion": "edcore.commands.completion",
     "eval-outputs": "edcore.commands.eval_outputs",
+    "explore": "edcore.commands.explore",
 }
 
 DESCRIPTION = """\
@@ -57,6 +58,8 @@ commands:
   edflow completion bash
                         print a bash completion script: eval "$(edflow completion bash)"
   edflow eval-outputs   re-run evaluation callbacks on stored outputs, without the model code
+  edflow explore DATASET_OR_CONFIG
+                        an HTML page with examples of a dataset (images, labels, values); works offline
 
 exit codes: 0 success, 1 failure at run time, 2 usage or config error, 128+N interrupted by signal N (130 for
 Ctrl-C, 143 for SIGTERM) after writing a checkpoint.

@@ -25,6 +25,8 @@ def test_bash_completes_commands_and_flags(edflow_project):
     assert complete(script, "-t", "x.yaml", "--ver") == ["--version"]
     assert complete(script, "plot", "--me") == ["--metric"]
     assert complete(script, "new", "x", "--back") == ["--backend"]
+    assert complete(script, "exp") == ["explore"]
+    assert complete(script, "explore", "train.yaml", "--sh") == ["--shuffle"]
     assert complete(script, "completion", "b") == ["bash"]
     edflow_project.write({"train.yaml": "a: 1\n", "notes.txt": "x\n"})
     listed = subprocess.run(["bash", "--norc", "-c", f'{script}\ncd {edflow_project.path}; COMP_WORDS=(edflow -t ""); '

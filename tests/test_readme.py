@@ -7,7 +7,8 @@ from pathlib import Path
 
 from edcore.testing import EdflowProject
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 BLOCK = re.compile(r"^```(?:python|yaml)\n# (?P<path>[\w/.]+)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
@@ -41,3 +42,12 @@ def test_the_readme_toy_project_trains_and_evaluates_as_written(tmp_path):
     # the Data section: the same project, trained on an augmented part of its dataset named in the config
     augmented = project.run("-t", "augmented.yaml", "--progress", "false", timeout=300).assert_success()
     assert "training Iterator from global step 0: 32 examples, 4 batches per epoch" in augmented.stderr
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    """``.ci/run`` runs the command the README gives for the whole test suite, character for character."""
+    commands = re.findall(r"^```bash\n(.*?)\n```$", README.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+    (readme_command,) = [command for command in commands if "-m pytest" in command]
+    ci_command = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()[-1]
+    assert ci_command == readme_command
+    assert "apt-get install -y --no-install-recommends chromium" in ci_command  # the browser tests need it

@@ -51,11 +51,12 @@ def signature_problem(key: str, name: str, factory: Any, mismatch: str) -> str:
             f"({mismatch}). Define it as {define}.")
 
 
-def check_signatures(config: Any, manager: Any, where: Any) -> None:
+def check_signatures(config: Any, manager: Any, where: Any, keys: tuple = tuple(CALLS)) -> None:
     """Before any run folder exists: a dataset, model or iterator that the built-in providers would call with
     arguments it does not take is a config error naming its ``__init__`` and file:line; so is a config section of
-    an ``edcore.data`` dataset that lacks an argument or has an unknown one."""
-    for key in CALLS:
+    an ``edcore.data`` dataset that lacks an argument or has an unknown one. ``keys``: which of them to check
+    (``edflow explore`` makes the dataset only)."""
+    for key in keys:
         name = config.get(key)
         if not isinstance(name, str):
             continue
