@@ -96,28 +96,39 @@ class TFBatches:
         order = epoch_indices(self.num_examples, self.seed, epoch, self.shuffle)
         return order[start * self.batch_size:]
 
-    def _load(self, index: Any) -> list:
-        index = int(index)
+    def _load_batch(self, indices: np.ndarray) -> list:
+        """The examples ``indices``, stacked per leaf in the spec's order and dtypes."""
         try:
-            return self.spec.flatten(get_example(self.dataset, index, self.name), index)
+            columns: list = [[] for _ in self.spec.paths]
+            for index in indices.tolist():
+                for column, array in zip(columns, self.spec.flatten(get_example(self.dataset, index, self.name),
+                                                                    index)):
+                    column.append(array)
+            return [np.stack(column) if dtype == tf.string else np.stack(column).astype(dtype.as_numpy_dtype,
+                                                                                       copy=False)
+                    for column, dtype in zip(columns, self.spec.dtypes)]
         except BaseException as err:
             self._error = err  # tf.data wraps it into an OpError; epoch() re-raises the original
             raise
 
     def pipeline(self, epoch: int, start: int = 0) -> tf.data.Dataset:
-        """The ``tf.data.Dataset`` of one epoch: indices, parallel loading (order kept), batching, prefetching."""
-        spec = self.spec
+        """The ``tf.data.Dataset`` of one epoch: batches of indices, parallel loading (order kept), prefetching.
 
-        def load(index: tf.Tensor) -> list:
-            tensors = tf.numpy_function(self._load, [index], spec.dtypes, stateful=False)
+        One ``numpy_function`` call loads a whole batch: a call per example cost about 100 µs of crossing into
+        Python each, ten times what a step of the tiny MLP costs (benchmarks/user_path.py --tf)."""
+        spec = self.spec
+        rows = self.batch_size if self.drop_last else None
+
+        def load(indices: tf.Tensor) -> list:
+            tensors = tf.numpy_function(self._load_batch, [indices], spec.dtypes, stateful=False)
             for tensor, shape in zip(tensors, spec.shapes):
-                tensor.set_shape(shape)
+                tensor.set_shape((rows, *shape))
             return tensors
 
         data = tf.data.Dataset.from_tensor_slices(self.indices(epoch, start).astype(np.int64))
+        data = data.batch(self.batch_size, drop_remainder=self.drop_last)
         # deterministic=True: parallel loading must not change the order, which resume relies on.
         data = data.map(load, num_parallel_calls=self.num_parallel_calls, deterministic=True)
-        data = data.batch(self.batch_size, drop_remainder=self.drop_last)
         data = data.map(lambda *tensors: spec.unflatten(list(tensors)))
         if self.prefetch:
             data = data.prefetch(self.prefetch)
