@@ -1,6 +1,7 @@
 """Workload 8: the path users take. A map-style dataset of examples batched by edflow's own default batching (the
 torch backend's DataLoader) against a raw loop over a DataLoader of the same dataset with the same workers; and
-what a logged step costs more than an unlogged one.
+what a logged step costs more than an unlogged one. ``--tf``: the same dataset through edflow-tf's tf.data pipeline
+against a raw ``tf.function`` loop over that same pipeline.
 
 Every variant trains the tiny MLP of workload 1 from the same initial weights on the same examples in the same
 order (no shuffling), so the final losses agree. The logged-step rows run the no-op step of workload 1 with the
@@ -112,8 +113,131 @@ def edflow_variant(project: Any, config_name: str, steps: int, loss_of: Any = No
     return run
 
 
+def raw_tf_loop(steps: int, in_memory: bool = False):
+    """The raw loop of workload 1 (TF) over the tf.data pipeline edflow-tf builds for the same dataset, or
+    (``in_memory``) over ``from_tensor_slices`` of the arrays, what a TF user writes for data in memory."""
+    import keras
+    import tensorflow as tf
+
+    import tf_workload as workload
+    from edflow_tf.batching import TFBatches
+    from edflow_tf.settings import tf_settings
+
+    def run() -> dict:
+        model = workload.make_model()
+        optimizer = keras.optimizers.Adam(workload.LR)
+        loss_fn = workload.loss_function()
+
+        @tf.function
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            return loss
+
+        if in_memory:
+            x, y = EXAMPLES
+            batches = iter(tf.data.Dataset.from_tensor_slices({"x": x, "y": y}).batch(64).prefetch(tf.data.AUTOTUNE))
+        else:
+            pipeline = TFBatches(Examples(), 64, seed=0, shuffle=False, drop_last=False, settings=tf_settings({}))
+            batches = iter(pipeline.pipeline(0))
+        first = next(batches)
+        train_step(first["x"], first["y"])  # traces; timed from here, as edflow-tf's variant is
+        watch = Stopwatch()
+        watch.start()
+        count = 0
+        for batch in batches:
+            train_step(batch["x"], batch["y"])
+            count += 1
+        return {**watch.stop(), "steps": count, "final_loss": workload.check_loss(model)}
+
+    return run
+
+
+def edflow_tf_variant(project: Any, config_name: str, steps: int):
+    import tf_workload as workload
+    from edcore import hookimpl
+
+    class Timer:
+        """From the end of the first (tracing) step to the end of the epoch."""
+
+        def __init__(self) -> None:
+            self.watch = Stopwatch()
+            self.iterator: Any = None
+
+        @hookimpl
+        def edflow_before_training(self, iterator: Any) -> None:
+            self.iterator = iterator
+
+        @hookimpl
+        def edflow_after_step(self, global_step: int) -> None:
+            if global_step == 1:
+                self.watch.start()
+
+        @hookimpl
+        def edflow_after_epoch(self, iterator: Any, epoch: int) -> None:
+            self.watch.stop()
+
+    def run() -> dict:
+        timer = Timer()
+        output = project.path / "edflow-output.log"
+        with quiet_output(str(output)):
+            code = project.run_in_process("-t", config_name, plugins=[timer])
+        if code != 0:
+            tail = "\n".join(output.read_text(errors="replace").splitlines()[-20:])
+            raise SystemExit(f"edflow -t {config_name} exited with {code}:\n{tail}")
+        return {**timer.watch.result, "steps": steps - 1, "final_loss": workload.check_loss(timer.iterator.model)}
+
+    return run
+
+
+def tf_main(args: Any) -> None:
+    import numpy as np
+
+    import tf_workload as workload
+    from edcore.testing import EdflowProject
+    from harness import teacher_batches
+
+    global EXAMPLES
+    steps = 60 if args.quick else 1500
+    trials = args.trials or (1 if args.quick else 7)
+    state = machine_state()
+    workload.setup(steps)
+    batches = teacher_batches(steps, 64, workload.IN, workload.OUT)
+    EXAMPLES = (np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches]).astype(np.int64))
+    import user_path  # the module the config names: this script runs as __main__
+
+    user_path.EXAMPLES = EXAMPLES
+    with tempfile.TemporaryDirectory(prefix="edflow-bench-user-tf-") as tmp:
+        project = EdflowProject(Path(tmp))
+        common = {"dataset": "user_path.Examples", "model": "tf_workload.make_model",
+                  "iterator": "tf_workload.Iterator", "batch_size": 64, "num_epochs": 1, "seed": 0,
+                  "shuffle": False, "code_root": None, "tf": {"jit": True}}
+        project.config("on.yaml", **common)
+        project.config("off.yaml", **common, progress=False, log_freq=None, checkpointing=False, tensorboard=False)
+        samples = interleave({"raw tf.function loop over the same tf.data pipeline": collected(raw_tf_loop(steps)),
+                              "edflow-tf, defaults on": collected(edflow_tf_variant(project, "on.yaml", steps)),
+                              "edflow-tf, everything off": collected(edflow_tf_variant(project, "off.yaml", steps)),
+                              "raw loop over from_tensor_slices (for comparison)": collected(raw_tf_loop(steps, True))},
+                             trials)
+    sections, data = [], {"trials": trials, "steps": steps}
+    for key, label in (("cpu_seconds", "CPU time"), ("seconds", "wall time")):
+        rows = summarize(samples, key=key, per="steps", scale=1e6)
+        data[f"{label.split()[0].lower()}"] = rows
+        sections.append((f"edflow-tf's tf.data pipeline of a map-style dataset, µs per step, {label} (ratio to the "
+                         f"raw loop over the same pipeline; CPU time counts tf.data's threads too):",
+                         table(rows, "µs", columns=("final_loss",))))
+    report("user_path_tf", f"The user's path, TensorFlow ({trials} trials of {steps} steps)", sections, data,
+           args.out, state)
+
+
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0]).parse_args()
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--tf", action="store_true", help="the TensorFlow path instead of the torch one")
+    args = parser.parse_args()
+    if args.tf:
+        return tf_main(args)
     import numpy as np
     import torch
 
