@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "runs": "edcore.commands.runs",
     "diff": "edcore.commands.diff",
     "plot": "edcore.commands.plot",
+    "compare": "edcore.commands.compare",
     "completion": "edcore.commands.completion",
     "eval-outputs": "edcore.commands.eval_outputs",
 }
@@ -54,6 +55,8 @@ commands:
   edflow runs [LOGDIR]  list the runs: start time, status, latest checkpoint, last metrics (--json)
   edflow diff A B       compare two runs: effective configs (with origins) and code snapshots
   edflow plot RUN ...   plot the logged metrics of one or more runs into a PNG (needs matplotlib)
+  edflow compare RUN ... | LOGDIR
+                        one table of many runs: the config keys that differ, last and best metrics, status
   edflow completion bash
                         print a bash completion script: eval "$(edflow completion bash)"
   edflow eval-outputs   re-run evaluation callbacks on stored outputs, without the model code
