@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "diff": "edcore.commands.diff",
     "plot": "edcore.commands.plot",
     "compare": "edcore.commands.compare",
+    "reproduce": "edcore.commands.reproduce",
     "completion": "edcore.commands.completion",
     "eval-outputs": "edcore.commands.eval_outputs",
 }
@@ -57,6 +58,7 @@ commands:
   edflow plot RUN ...   plot the logged metrics of one or more runs into a PNG (needs matplotlib)
   edflow compare RUN ... | LOGDIR
                         one table of many runs: the config keys that differ, last and best metrics, status
+  edflow reproduce RUN  train RUN again from its code snapshot and config; compare the logged scalars (--steps N)
   edflow completion bash
                         print a bash completion script: eval "$(edflow completion bash)"
   edflow eval-outputs   re-run evaluation callbacks on stored outputs, without the model code
