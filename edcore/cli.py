@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "plot": "edcore.commands.plot",
     "compare": "edcore.commands.compare",
     "reproduce": "edcore.commands.reproduce",
+    "report": "edcore.commands.report",
     "completion": "edcore.commands.completion",
     "eval-outputs": "edcore.commands.eval_outputs",
 }
@@ -59,6 +60,7 @@ commands:
   edflow compare RUN ... | LOGDIR
                         one table of many runs: the config keys that differ, last and best metrics, status
   edflow reproduce RUN  train RUN again from its code snapshot and config; compare the logged scalars (--steps N)
+  edflow report RUN ... one self-contained HTML page: curves, config differences, images, evaluations (needs plotly)
   edflow completion bash
                         print a bash completion script: eval "$(edflow completion bash)"
   edflow eval-outputs   re-run evaluation callbacks on stored outputs, without the model code
