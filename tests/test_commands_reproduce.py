@@ -87,5 +87,6 @@ def test_a_snapshot_that_no_longer_imports_is_an_error_and_nothing_is_written(ed
     assert f"the code snapshot of run '{run}' could not be trained again:" in outcome.stderr
     assert "helpers_that_were_never_snapshotted" in outcome.stderr.split("could not be trained again")[1]
     assert f"Nothing was written into '{run}'." in outcome.stderr and "Traceback" not in outcome.stderr
+    assert outcome.stderr.count("edflow: error:") == 1  # the child's error inside ours, not shown twice
     assert tree(run) == before and edflow_project.runs() == [run]
     edflow_project.run("reproduce", str(run), "--steps", "0", timeout=60).assert_failed(2)

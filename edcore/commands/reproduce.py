@@ -156,10 +156,11 @@ def train_again(run: Path, config_path: Path, roots: list[Path], steps: int | No
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
     last_error = None
     assert process.stderr is not None
-    for line in process.stderr:  # shown as it comes (the training's progress), the error kept for the report
-        sys.stderr.write(line)
+    for line in process.stderr:  # shown as it comes (the training's progress); the error goes into ours instead
         if line.startswith("edflow: error:"):
             last_error = line[len("edflow: error:"):].strip()
+        else:
+            sys.stderr.write(line)
     return process.wait(), last_error
 
 
@@ -245,9 +246,10 @@ def main(argv: list[str]) -> int:
     new = new_run_folder(run.parent, before)
     if new is None:
         raise EdflowError(
-            f"the code snapshot of run '{run}' could not be trained again: {error or f'edflow exited with {code}'} "
-            f"(the snapshot's code is in {run / 'code'}; it is imported instead of the working tree's, so code it "
-            f"needs that has moved or been removed since fails here). Nothing was written into '{run}'.")
+            f"the code snapshot of run '{run}' could not be trained again: {error or f'edflow exited with {code}.'} "
+            f"The snapshot's code ({run / 'code'}) is imported instead of the working tree's, so a module it needs "
+            f"that was never snapshotted, or a package that changed since, fails here. Nothing was written into "
+            f"'{run}'.")
     again = by_step(read_jsonl(new / "train" / "metrics.jsonl"), args.steps)
     difference = first_difference(original, again)
     if code != 0 and difference is None:
