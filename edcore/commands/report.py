@@ -21,7 +21,8 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 
 table { border-collapse: collapse; font-size: 0.9em; } td, th { padding: 0.25em 0.75em; border: 1px solid #ddd; }
 th { background: #f4f4f4; text-align: left; } td.number { text-align: right; font-variant-numeric: tabular-nums; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; } .images { display: flex; flex-wrap: wrap; gap: 1.5em; }
-figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; } img { image-rendering: pixelated; }
+figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; }
+img { min-width: 128px; image-rendering: pixelated; }  /* small grids scaled up, pixel by pixel */
 """
 
 
