@@ -90,3 +90,30 @@ def test_a_snapshot_that_no_longer_imports_is_an_error_and_nothing_is_written(ed
     assert outcome.stderr.count("edflow: error:") == 1  # the child's error inside ours, not shown twice
     assert tree(run) == before and edflow_project.runs() == [run]
     edflow_project.run("reproduce", str(run), "--steps", "0", timeout=60).assert_failed(2)
+
+
+def test_what_differs_in_the_environment_is_reported_before_the_training(edflow_project):
+    run = toy_run(edflow_project)
+    record = json.loads((run / "run.json").read_text())
+    (invocation,) = record["invocations"]
+    assert invocation["python"] and invocation["packages"]["numpy"] and "devices" in invocation
+    # the run as if it had been trained elsewhere: another Python and numpy, a GPU, a commit of its code
+    invocation.update(python="3.10.1", devices={"CUDA_VISIBLE_DEVICES": "0"})
+    invocation["packages"]["numpy"] = "1.0.0"
+    invocation["packages"]["somelib"] = "2.0"
+    invocation["snapshot"]["git"] = {"commit": "0123abc", "branch": "main", "dirty": False}
+    (run / "run.json").write_text(json.dumps(record))
+
+    outcome = edflow_project.run("reproduce", str(run), "--steps", "2", env={"CUDA_VISIBLE_DEVICES": ""},
+                                 timeout=120).assert_success()
+    environment = outcome.stdout.split("environment: differs from the original run:\n", 1)[1].split("identical")[0]
+    import numpy
+    import platform
+
+    assert f"  python: 3.10.1 -> {platform.python_version()}\n" in environment
+    assert f"  package numpy: 1.0.0 -> {numpy.__version__}\n" in environment
+    assert "  package somelib: 2.0 -> (not installed)\n" in environment
+    assert "  git commit (working tree; the snapshot is used): 0123abc -> (none)\n" in environment
+    assert "  devices CUDA_VISIBLE_DEVICES: 0 -> \n" in environment
+    assert "platform" not in environment and "host" not in environment  # the same machine
+    assert outcome.stdout.index("environment:") < outcome.stdout.index("identical: 2 logged steps")

@@ -156,11 +156,15 @@ def train_again(run: Path, config_path: Path, roots: list[Path], steps: int | No
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
     last_error = None
     assert process.stderr is not None
-    for line in process.stderr:  # shown as it comes (the training's progress); the error goes into ours instead
-        if line.startswith("edflow: error:"):
-            last_error = line[len("edflow: error:"):].strip()
-        else:
-            sys.stderr.write(line)
+    try:
+        for line in process.stderr:  # shown as it comes (the training's progress); the error goes into ours instead
+            if line.startswith("edflow: error:"):
+                last_error = line[len("edflow: error:"):].strip()
+            else:
+                sys.stderr.write(line)
+    except KeyboardInterrupt:
+        process.wait()  # Ctrl-C reached the child too: it writes its checkpoint and ends before we do
+        raise
     return process.wait(), last_error
 
 
