@@ -15,7 +15,8 @@ TOY_WITH_IMAGES = {
     .replace("self.w -= 0.1 * x.T", "self.w -= self.config['lr'] * x.T")
     .replace('return {"scalars": {"loss": float(np.mean((x @ self.w - y) ** 2))}}',
              'return {"scalars": {"loss": float(np.mean((x @ self.w - y) ** 2))},\n'
-             '                            "images": {"weights": np.tanh(np.outer(self.w, self.w)).reshape(1, 3, 3, 1)}}'),
+             '                            "images": {"weights": np.tanh(np.outer(self.w, self.w))'
+             '.reshape(1, 3, 3, 1)}}'),
     "toy/metrics.py": '''
         import numpy as np
 
@@ -105,8 +106,8 @@ def test_the_page_loads_in_headless_chromium_and_draws_the_curves(edflow_project
     assert "global step" in dom and two_runs[1].name in dom  # axis title and legend
     # the recorder is no decoration: a broken script shows up
     broken = tmp_path / "broken.html"
-    broken.write_text((edflow_project.path / "report.html").read_text().replace("</body>",
-                                                                                "<script>undefinedCall();</script></body>"))
+    page = (edflow_project.path / "report.html").read_text()
+    broken.write_text(page.replace("</body>", "<script>undefinedCall();</script></body>"))
     assert "undefinedCall is not defined" in re.search(r"<html[^>]*>", dump_dom(broken, tmp_path)).group(0)
 
 

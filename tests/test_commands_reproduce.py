@@ -78,6 +78,15 @@ def test_a_run_without_a_snapshot_is_refused(edflow_project):
     assert tree(run) == before and edflow_project.runs() == [run]
 
 
+def test_a_snapshot_without_the_iterators_package_is_refused(edflow_project):
+    run = toy_run(edflow_project)
+    (run / "code" / "toy").rename(run / "code" / "other")
+    outcome = edflow_project.run("reproduce", str(run), timeout=60).assert_failed(2)
+    assert (f"the code snapshot of run '{run}' has no module 'toy' for the config key iterator "
+            f"('toy.iterator.Iterator'); the snapshot in {run / 'code'} holds other.") in outcome.stderr
+    assert edflow_project.runs() == [run]
+
+
 def test_a_snapshot_that_no_longer_imports_is_an_error_and_nothing_is_written(edflow_project):
     run = toy_run(edflow_project)
     snapshot = run / "code" / "toy" / "iterator.py"

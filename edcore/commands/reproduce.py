@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from edcore.commands import emit
 from edcore.errors import EdflowError, UsageError
@@ -54,10 +53,11 @@ def import_roots(code: Path, config: dict, run: Path) -> list[Path]:
                       if (folder / top).is_dir() or (folder / f"{top}.py").is_file()), None)
         if found is None:
             if key == "iterator":
+                held = ", ".join(p.name for p in code.iterdir()) or "nothing"
                 raise UsageError(
                     f"the code snapshot of run '{run}' has no module '{top}' for the config key iterator "
-                    f"('{value}'); the snapshot in {code} holds {', '.join(p.name for p in code.iterdir()) or 'nothing'}. "
-                    f"Only runs whose code was snapshotted (code_root) can be reproduced.")
+                    f"('{value}'); the snapshot in {code} holds {held}. Only runs whose code was snapshotted "
+                    f"(code_root) can be reproduced.")
             continue  # an installed package (a dataset from a library): not part of the user's code
         if found not in roots:
             roots.append(found)
@@ -130,7 +130,8 @@ def environment_differences(then: dict, now: dict) -> list[str]:
         old_devices, new_devices = then["devices"] or {}, now["devices"]
         for key in sorted(set(old_devices) | set(new_devices)):
             if old_devices.get(key) != new_devices.get(key):
-                lines.append(f"devices {key}: {old_devices.get(key, '(not set)')} -> {new_devices.get(key, '(not set)')}")
+                lines.append(f"devices {key}: {old_devices.get(key, '(not set)')} -> "
+                             f"{new_devices.get(key, '(not set)')}")
     return lines
 
 

@@ -15,5 +15,6 @@ def test_a_tf_run_reproduces_identically(tmp_path):
     outcome = project.run("reproduce", "_blobs", timeout=300).assert_success()
     assert f"identical: 5 logged steps (up to global step 8) of {run.name}" in outcome.stdout
     (new,) = [r for r in project.runs() if r != run]
-    assert project.metrics(new) and [m["loss"] for m in project.metrics(new)] == [m["loss"] for m in project.metrics(run)]
+    assert project.metrics(new)
+    assert [m["loss"] for m in project.metrics(new)] == [m["loss"] for m in project.metrics(run)]
     assert json.loads((new / "run.json").read_text())["reproduction"]["compared_steps"] == [1, 2, 4, 6, 8]
