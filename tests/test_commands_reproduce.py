@@ -70,6 +70,20 @@ def test_a_changed_line_in_the_snapshot_is_found_at_the_first_logged_step_it_cha
     assert [m["global_step"] for m in edflow_project.metrics(newest)] == [1, 2, 4, 6]  # trained 6 steps only
 
 
+def test_an_interrupted_run_is_trained_again_as_far_as_it_logged(edflow_project):
+    run = toy_run(edflow_project)
+    metrics = run / "train" / "metrics.jsonl"  # as if stopped after global step 4 of 10
+    metrics.write_text("".join(line + "\n" for line in metrics.read_text().splitlines()[:3]))
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "status": "interrupted"}))
+
+    outcome = edflow_project.run("reproduce", str(run), timeout=120).assert_success()
+    assert f"run {run} is interrupted: training again up to its last logged global step, 4" in outcome.stdout
+    assert "identical: 3 logged steps (up to global step 4)" in outcome.stdout
+    (new,) = [r for r in edflow_project.runs() if r != run]
+    assert [m["global_step"] for m in edflow_project.metrics(new)] == [1, 2, 4]
+
+
 def test_a_run_without_a_snapshot_is_refused(edflow_project):
     run = toy_run(edflow_project, "--code_root", "null")
     before = tree(run)

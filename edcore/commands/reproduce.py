@@ -236,18 +236,27 @@ def main(argv: list[str]) -> int:
     run = find_run(args.run, args.logdir)
     config_path, config, records = check_run(run)
     roots = import_roots(run / "code", config, run)
-    original = by_step(records, args.steps)
+    steps = args.steps
+    if steps is None:
+        from edcore.commands.runs import run_status
+
+        state = run_status(run)[0]
+        if state != "finished":  # an interrupted or crashed run: train as far as it logged, not to its num_steps
+            steps = max(by_step(records, None), default=None)
+            if steps is not None:
+                emit(f"run {run} is {state}: training again up to its last logged global step, {steps}")
+    original = by_step(records, steps)
     if not original:
         raise UsageError(f"run '{run}' logged nothing in its first {args.steps} steps (log_freq "
                          f"{config.get('log_freq')}); give a larger --steps.")
 
     differences = environment_differences(original_invocation(run), current_environment())
     emit(f"reproducing {run} from its code snapshot ({', '.join(str(r) for r in roots)}) and {config_path.name}"
-         + (f", first {args.steps} steps" if args.steps else ""))
+         + (f", first {steps} steps" if steps else ""))
     emit("environment: " + ("as recorded" if not differences else "differs from the original run:\n  "
                             + "\n  ".join(differences)))
     before = set(list_runs(run.parent))
-    code, error = train_again(run, config_path, roots, args.steps)
+    code, error = train_again(run, config_path, roots, steps)
     new = new_run_folder(run.parent, before)
     if new is None:
         raise EdflowError(
@@ -255,11 +264,11 @@ def main(argv: list[str]) -> int:
             f"The snapshot's code ({run / 'code'}) is imported instead of the working tree's, so a module it needs "
             f"that was never snapshotted, or a package that changed since, fails here. Nothing was written into "
             f"'{run}'.")
-    again = by_step(read_jsonl(new / "train" / "metrics.jsonl"), args.steps)
+    again = by_step(read_jsonl(new / "train" / "metrics.jsonl"), steps)
     difference = first_difference(original, again)
     if code != 0 and difference is None:
         difference = {"global_step": None, "key": None, "what": f"the reproduction failed (exit {code}): {error}"}
-    record_reproduction(run, new, args.steps, {"identical": difference is None, "first_difference": difference,
+    record_reproduction(run, new, steps, {"identical": difference is None, "first_difference": difference,
                                                "compared_steps": sorted(original)})
     if difference is None:
         emit(f"identical: {len(original)} logged steps (up to global step {max(original)}) of {run.name} and "
