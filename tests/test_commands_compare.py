@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import sys
 
 import pytest
 
@@ -22,6 +23,19 @@ TOY_WITH_LR = {
     ''',
 }
 LEARNING_RATES = (0.01, 0.05, 0.1, 0.2)
+
+
+@pytest.fixture(autouse=True)
+def own_toy_modules():
+    """The in-process trainings here import a toy package of their own: forget any other before, and this one after
+    (the other tests' toy iterator has no learning rate in the config)."""
+    def forget():
+        for name in [n for n in sys.modules if n == "toy" or n.startswith("toy.")]:
+            del sys.modules[name]
+
+    forget()
+    yield
+    forget()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ import base64
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -27,6 +28,19 @@ TOY_WITH_IMAGES = {
     ''',
 }
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(autouse=True)
+def own_toy_modules():
+    """The in-process trainings here import a toy package of their own: forget any other before, and this one after
+    (the other tests' toy iterator has no learning rate in the config)."""
+    def forget():
+        for name in [n for n in sys.modules if n == "toy" or n.startswith("toy.")]:
+            del sys.modules[name]
+
+    forget()
+    yield
+    forget()
 
 
 @pytest.fixture
