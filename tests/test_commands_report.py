@@ -136,3 +136,16 @@ def test_bad_input(edflow_project, two_runs):
     outcome = edflow_project.run("report", "logs", timeout=60).assert_failed(2)
     assert "the runs have no metric in common" in outcome.stderr and "Traceback" not in outcome.stderr
     assert not (edflow_project.path / "report.html").exists()
+
+
+def test_missing_plotly_is_named_with_the_extra(two_runs, edflow_project, monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "plotly" or m.startswith("plotly.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "plotly", None)  # import plotly now raises ImportError
+    from edcore import cli
+
+    output = edflow_project.path / "r.html"
+    assert cli.main(["report", *map(str, two_runs), "-o", str(output)]) == 1
+    error = capsys.readouterr().err
+    assert "edflow report needs plotly" in error and "pip install 'edcore[report]'" in error
+    assert not output.exists()
