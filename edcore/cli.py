@@ -25,6 +25,9 @@ SUBCOMMANDS = {
     "runs": "edcore.commands.runs",
     "diff": "edcore.commands.diff",
     "plot": "edcore.commands.plot",
+    "compare": "edcore.commands.compare",
+    "reproduce": "edcore.commands.reproduce",
+    "report": "edcore.commands.report",
     "completion": "edcore.commands.completion",
     "eval-outputs": "edcore.commands.eval_outputs",
     "explore": "edcore.commands.explore",
@@ -55,6 +58,10 @@ commands:
   edflow runs [LOGDIR]  list the runs: start time, status, latest checkpoint, last metrics (--json)
   edflow diff A B       compare two runs: effective configs (with origins) and code snapshots
   edflow plot RUN ...   plot the logged metrics of one or more runs into a PNG (needs matplotlib)
+  edflow compare RUN ... | LOGDIR
+                        one table of many runs: the config keys that differ, last and best metrics, status
+  edflow reproduce RUN  train RUN again from its code snapshot and config; compare the logged scalars (--steps N)
+  edflow report RUN ... one self-contained HTML page: curves, config differences, images, evaluations (needs plotly)
   edflow completion bash
                         print a bash completion script: eval "$(edflow completion bash)"
   edflow eval-outputs   re-run evaluation callbacks on stored outputs, without the model code

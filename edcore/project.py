@@ -167,6 +167,7 @@ class ProjectManager:
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "packages": package_versions(),
+            "devices": visible_devices(),
             "plugins": plugins,
         }
         entry.update(extra or {})
@@ -262,6 +263,18 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return versions
+
+
+def visible_devices() -> dict[str, str]:
+    """The accelerators this process was allowed to use (nothing is imported; the frameworks read the same)."""
+    return {name: os.environ[name] for name in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "TPU_VISIBLE_CHIPS")
+            if name in os.environ}
+
+
+def git_state(folder: Path) -> dict | None:
+    """Commit, branch and dirty flag of the git checkout holding ``folder`` (None outside git)."""
+    info = _git_info(folder)
+    return None if info is None else {key: info[key] for key in ("commit", "branch", "dirty")}
 
 
 def default_code_root(config: dict) -> str | None:

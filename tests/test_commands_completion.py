@@ -28,6 +28,9 @@ def test_bash_completes_commands_and_flags(edflow_project):
     assert complete(script, "exp") == ["explore"]
     assert complete(script, "explore", "train.yaml", "--sh") == ["--shuffle"]
     assert complete(script, "completion", "b") == ["bash"]
+    assert complete(script, "rep") == ["report", "reproduce"]
+    assert complete(script, "compare", "logs", "--wh") == ["--where"]
+    assert complete(script, "reproduce", "_run", "--st") == ["--steps"]
     edflow_project.write({"train.yaml": "a: 1\n", "notes.txt": "x\n"})
     listed = subprocess.run(["bash", "--norc", "-c", f'{script}\ncd {edflow_project.path}; COMP_WORDS=(edflow -t ""); '
                              f'COMP_CWORD=2; _edflow; printf "%s\\n" "${{COMPREPLY[@]}}"'],

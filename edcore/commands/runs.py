@@ -22,11 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe_run(run: Path, logdir: Path) -> dict:
-    """What ``edflow runs`` shows about one run folder."""
+def run_status(run: Path) -> tuple[str, dict, object]:
+    """The status of one run folder (``status.json``, else its last checkpoint's reason), the status record and
+    the latest checkpoint (or None)."""
     from edcore.builtin.status import read_status
     from edcore.checkpoint import CheckpointStore
-    from edcore.commands.runinfo import last_metrics, start_time
 
     status = read_status(run)
     latest = CheckpointStore(run / "train" / "checkpoints").latest()
@@ -34,6 +34,14 @@ def describe_run(run: Path, logdir: Path) -> dict:
     if state == "unknown" and latest is not None:
         # Runs from before status.json existed: the reason of the last checkpoint tells how the training ended.
         state = REASON_STATUS.get(latest.manifest.get("reason"), "unknown")
+    return state, status, latest
+
+
+def describe_run(run: Path, logdir: Path) -> dict:
+    """What ``edflow runs`` shows about one run folder."""
+    from edcore.commands.runinfo import last_metrics, start_time
+
+    state, status, latest = run_status(run)
     return {
         "name": str(run.relative_to(logdir)),
         "path": str(run),
