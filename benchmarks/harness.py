@@ -65,18 +65,23 @@ class LoopTimer(EpochTimer):
         return PrebuiltBatches(self.batches)
 
 
+def train_quietly(project: Any, config_name: str, plugins: list) -> None:
+    """``edflow -t config_name`` in this process with ``plugins``, its output into a file; its tail on failure."""
+    output = project.path / "edflow-output.log"
+    with quiet_output(str(output)):
+        code = project.run_in_process("-t", config_name, plugins=plugins)
+    if code != 0:
+        tail = "\n".join(output.read_text(errors="replace").splitlines()[-20:])
+        raise SystemExit(f"edflow -t {config_name} exited with {code}:\n{tail}")
+
+
 def edflow_variant(project: Any, config_name: str, batches: list | None, loss_of: Callable[[Any], float],
                    steps: int | None = None) -> Callable:
     """A variant that runs ``edflow -t config_name`` in this process (the command line's own path), on the
     pre-built ``batches`` or, with ``None``, on the batches edflow makes itself."""
     def run() -> dict:
         timer = LoopTimer(batches) if batches is not None else EpochTimer()
-        output = project.path / "edflow-output.log"
-        with quiet_output(str(output)):
-            code = project.run_in_process("-t", config_name, plugins=[timer])
-        if code != 0:
-            tail = "\n".join(output.read_text(errors="replace").splitlines()[-20:])
-            raise SystemExit(f"edflow -t {config_name} exited with {code}:\n{tail}")
+        train_quietly(project, config_name, [timer])
         return {**timer.watch.result, "steps": steps or len(batches or ()), "final_loss": loss_of(timer.iterator)}
 
     return run

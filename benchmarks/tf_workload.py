@@ -216,17 +216,11 @@ def edflow_configs(num_steps: int) -> dict[str, dict]:
 
 def edflow_variant(project: Any, config_name: str, check: bool = True) -> Any:
     """``edflow -t`` in this process, timed from the end of its first step."""
-    from common import quiet_output
-    from harness import LoopTimer
+    from harness import LoopTimer, train_quietly
 
     def run() -> dict:
         timer = LoopTimer(BATCHES)
-        output = project.path / "edflow-output.log"
-        with quiet_output(str(output)):
-            code = project.run_in_process("-t", config_name, plugins=[timer, FirstStepTimer(timer.watch)])
-        if code != 0:
-            tail = "\n".join(output.read_text(errors="replace").splitlines()[-20:])
-            raise SystemExit(f"edflow -t {config_name} exited with {code}:\n{tail}")
+        train_quietly(project, config_name, [timer, FirstStepTimer(timer.watch)])
         return {**timer.watch.result, "steps": len(BATCHES) - 1, "final_loss": check_loss(timer.iterator.model) if check else None}
 
     return run

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import Stopwatch, arguments, interleave, machine_state, quiet_output, report, summarize, table
+from common import Stopwatch, arguments, interleave, machine_state, report, summarize, table
+from harness import train_quietly
 
 #: The examples of the raw and the edflow variants (x float32[32], y int64); set before the variants run.
 EXAMPLES: Any = None
@@ -99,12 +100,7 @@ def edflow_variant(project: Any, config_name: str, steps: int, loss_of: Any = No
 
     def run() -> dict:
         timer = Timer()
-        output = project.path / "edflow-output.log"
-        with quiet_output(str(output)):
-            code = project.run_in_process("-t", config_name, plugins=[timer])
-        if code != 0:
-            tail = "\n".join(output.read_text(errors="replace").splitlines()[-20:])
-            raise SystemExit(f"edflow -t {config_name} exited with {code}:\n{tail}")
+        train_quietly(project, config_name, [timer])
         result = {**timer.watch.result, "steps": steps - 1}
         if loss_of is not None:
             result["final_loss"] = loss_of(timer.iterator)
@@ -181,12 +177,7 @@ def edflow_tf_variant(project: Any, config_name: str, steps: int):
 
     def run() -> dict:
         timer = Timer()
-        output = project.path / "edflow-output.log"
-        with quiet_output(str(output)):
-            code = project.run_in_process("-t", config_name, plugins=[timer])
-        if code != 0:
-            tail = "\n".join(output.read_text(errors="replace").splitlines()[-20:])
-            raise SystemExit(f"edflow -t {config_name} exited with {code}:\n{tail}")
+        train_quietly(project, config_name, [timer])
         return {**timer.watch.result, "steps": steps - 1, "final_loss": workload.check_loss(timer.iterator.model)}
 
     return run
