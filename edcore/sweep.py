@@ -303,6 +303,11 @@ def find_trial_run(folder: Path, trial: dict) -> Path | None:
     return found[-1] if found else None
 
 
+def trial_run(folder: Path, trial: dict) -> Path | None:
+    """A trial's run folder: sweep.json records it relative to the sweep folder, so the folder can move."""
+    return folder / trial["run"] if trial.get("run") else None
+
+
 def trial_name(trial: dict) -> str:
     return f"trial{trial['id']:03d}"
 
@@ -389,9 +394,9 @@ class Sweep:
 
     def command(self, trial: dict) -> list[str]:
         """``edflow -p RUN`` for a trial with a run folder, else ``edflow -t train.yaml --key=value ...``."""
-        run = trial.get("run")
-        if run and Path(run).is_dir():
-            return ["-p", run]
+        run = trial_run(self.folder, trial)
+        if run is not None and run.is_dir():
+            return ["-p", str(run)]
         bases = [arg for base in self.spec.bases for arg in ("-b", str(base))]
         return [*bases, "-t", str(self.spec.train), "-n", trial_name(trial), *trial["overrides"],
                 f"--logdir={self.folder / 'runs'}", "--sweep-origins", sweep_origins(self.spec)]
@@ -467,7 +472,7 @@ class Sweep:
 
     def _ended(self, trial: dict, code: int, launcher: Any) -> None:
         run = find_trial_run(self.folder, trial)
-        trial["run"] = str(run) if run else trial.get("run")
+        trial["run"] = str(run.relative_to(self.folder)) if run else trial.get("run")
         trial["returncode"] = code
         output = self.folder / "output" / f"{trial_name(trial)}.txt"
         if code == 0:
@@ -501,7 +506,7 @@ class Sweep:
         best = [trial for trial in sort_trials(self.trials, self.spec.mode) if trial.get("metric") is not None]
         if best:
             log.info("best trial %d: %s %.6g (%s), run %s", best[0]["id"], self.spec.metric, best[0]["metric"],
-                     describe_parameters(best[0]["parameters"]), best[0]["run"])
+                     describe_parameters(best[0]["parameters"]), trial_run(self.folder, best[0]))
         log.info("sweep done: %d trials in %s (edflow runs %s)", len(self.trials), self.folder, self.folder)
 
 
@@ -554,7 +559,7 @@ def resume(folder: str | os.PathLike, debug: bool = False) -> int:
     for trial in state["trials"]:
         if trial["status"] != FINISHED and not trial.get("run"):
             run = find_trial_run(folder, trial)  # a sweep killed before it could record the run folder
-            trial["run"] = str(run) if run else None
+            trial["run"] = str(run.relative_to(folder)) if run else None
     return _run(spec, folder, state, debug)
 
 

@@ -97,12 +97,12 @@ def test_a_grid_interrupted_by_sigterm_continues_to_the_same_results(edflow_proj
     assert trials[3]["run"] is None
     interrupted_checkpoints = {}
     for trial in trials[1:3]:
-        run = edflow_project.path / trial["run"]
+        run = folder / trial["run"]
         checkpoints = sorted(p.name for p in (run / "train" / "checkpoints").iterdir() if p.name.isdigit())
         manifest = json.loads((run / "train" / "checkpoints" / checkpoints[-1] / "manifest.json").read_text())
         assert manifest["reason"] == "interrupt"
         interrupted_checkpoints[trial["id"]] = checkpoints[-1]
-    finished_run = edflow_project.path / trials[0]["run"]
+    finished_run = folder / trials[0]["run"]
     finished_metrics = finished_run / "train" / "metrics.jsonl"
     before = (finished_metrics.stat().st_mtime_ns, finished_metrics.read_bytes())
 
@@ -115,7 +115,7 @@ def test_a_grid_interrupted_by_sigterm_continues_to_the_same_results(edflow_proj
     assert [t["status"] for t in continued] == ["finished"] * 4
     assert [t["run"] for t in continued[:3]] == [t["run"] for t in trials[:3]], "resumed in their own run folders"
     for trial in continued[1:3]:
-        log = (edflow_project.path / trial["run"] / "train" / "log.txt").read_text()
+        log = (folder / trial["run"] / "train" / "log.txt").read_text()
         assert f"restored checkpoint" in log and f"global step {int(interrupted_checkpoints[trial['id']])}" in log
 
     reference = edflow_project.run("sweep", sweep_file.name, timeout=300).assert_success()
@@ -124,10 +124,10 @@ def test_a_grid_interrupted_by_sigterm_continues_to_the_same_results(edflow_proj
     expected = state(uninterrupted)["trials"]
     assert [t["metric"] for t in continued] == [t["metric"] for t in expected]  # bit-identical floats
     for ours, theirs in zip(continued, expected):
-        mine, reference_records = records(edflow_project.path / ours["run"]), records(edflow_project.path / theirs["run"])
+        mine, reference_records = records(folder / ours["run"]), records(uninterrupted / theirs["run"])
         # an interrupted run also logs the step it stopped at; every step the reference logged is the same
         assert {step: mine[step] for step in reference_records} == reference_records
-        assert ours["metric"] == records(edflow_project.path / ours["run"])[10]["loss"]
+        assert ours["metric"] == records(folder / ours["run"])[10]["loss"]
 
 
 def test_each_trial_records_the_sweep_file_line_as_the_origin_of_its_parameters(edflow_project):
@@ -135,7 +135,7 @@ def test_each_trial_records_the_sweep_file_line_as_the_origin_of_its_parameters(
     edflow_project.run("sweep", sweep_file.name).assert_success()
     (folder,) = sweeps(edflow_project)
     (trial,) = state(folder)["trials"]
-    run = edflow_project.path / trial["run"]
+    run = folder / trial["run"]
     (origins,) = (run / "configs").glob("train_*.origins.yaml")
     table = yaml.safe_load(origins.read_text())
     lines = sweep_file.read_text().splitlines()
@@ -154,6 +154,7 @@ def test_random_trials_are_drawn_from_the_sweep_seed(edflow_project):
     write_sweep(edflow_project, "b.yaml", method="random", trials=3, seed=6, parameters=parameters)
     for name in ("a.yaml", "a.yaml", "b.yaml"):
         edflow_project.run("sweep", name).assert_success()
+    folder = sweeps(edflow_project)[0]
     first, second, other = (state(folder)["trials"] for folder in sweeps(edflow_project))
     drawn = [t["parameters"] for t in first]
     assert drawn == [t["parameters"] for t in second]
@@ -162,7 +163,7 @@ def test_random_trials_are_drawn_from_the_sweep_seed(edflow_project):
                for p in drawn)
     assert [t["metric"] for t in first] == [t["metric"] for t in second]
     for trial in first:  # the drawn float reaches the run exactly (its YAML text reads back to the same number)
-        (config,) = [p for p in (edflow_project.path / trial["run"] / "configs").glob("train_*.yaml")
+        (config,) = [p for p in (folder / trial["run"] / "configs").glob("train_*.yaml")
                      if not p.name.endswith(".origins.yaml")]
         assert yaml.safe_load(config.read_text())["lr"] == trial["parameters"]["lr"]
 
@@ -229,3 +230,25 @@ def test_a_continued_sweep_refuses_a_changed_sweep_file(edflow_project):
     outcome = edflow_project.run("sweep", "-p", folder)
     assert outcome.returncode == 2, outcome
     assert "has changed since the sweep" in outcome.stderr and "keys: parameters" in outcome.stderr
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_runs_lists_the_trials_by_the_metric_and_plot_draws_their_runs(edflow_project, mode):
+    sweep_file = write_sweep(edflow_project, parameters={"lr": [0.01, 0.2, 0.05]}, mode=mode)
+    edflow_project.run("sweep", sweep_file.name).assert_success()
+    (folder,) = sweeps(edflow_project)
+    metrics = {t["id"]: t["metric"] for t in state(folder)["trials"]}
+    best_first = sorted(metrics, key=metrics.get, reverse=mode == "max")
+    rows = json.loads(edflow_project.run("runs", folder, "--json").assert_success().stdout)
+    assert [row["trial"] for row in rows] == best_first
+    assert [row["metric"] for row in rows] == [metrics[i] for i in best_first]
+    assert rows[0]["metric_name"] == "loss" and rows[0]["status"] == "finished"
+    assert (edflow_project.path / rows[0]["run"] / "train" / "metrics.jsonl").is_file()
+    table = edflow_project.run("runs", folder).assert_success().stdout.splitlines()
+    assert table[0].split() == ["TRIAL", "STATUS", "LOSS", "RUN", "PARAMETERS"]
+    assert [int(line.split()[0]) for line in table[1:]] == best_first
+    assert table[1].endswith(f"lr={rows[0]['parameters']['lr']}")
+    pytest.importorskip("matplotlib")
+    plotted = edflow_project.run("plot", folder, "-o", "sweep.png").assert_success()
+    assert "(1 metric, 3 runs)" in plotted.stdout
+    assert (edflow_project.path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
