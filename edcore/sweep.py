@@ -260,15 +260,17 @@ def describe_parameters(parameters: dict) -> str:
 
 def check_extra(spec: SweepSpec) -> None:
     """The optional package a launcher or method needs, or a usage error naming the extra that installs it."""
-    import importlib.util
+    import importlib
 
     for what, key in ((spec.launcher, "launcher"), (spec.method, "method")):
         if what in EXTRAS:
             module, extra = EXTRAS[what]
-            if importlib.util.find_spec(module) is None:
+            try:
+                importlib.import_module(module)  # imported now anyway: a broken installation fails here too
+            except ImportError as err:
                 raise UsageError(f"{spec.where(key)}: {key} '{what}' needs the package '{module}', which is not "
-                                 f"installed. Install the optional extra with pip install '{extra}', or use "
-                                 f"{'launcher: local' if key == 'launcher' else 'method: random'}.")
+                                 f"installed ({err}). Install the optional extra with pip install '{extra}', or "
+                                 f"use {'launcher: local' if key == 'launcher' else 'method: random'}.") from err
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -360,13 +362,73 @@ class LocalLauncher:
     def kill(self) -> None:
         self.supervisor.kill()
 
+    def close(self) -> None:
+        pass
 
-def make_launcher(spec: SweepSpec, on_exit: Callable[[str, int], None]) -> Any:
+
+def make_launcher(spec: SweepSpec, folder: Path, on_exit: Callable[[str, int], None]) -> Any:
+    """The launcher the sweep file names: ``start(label, argv, output)``, ``forward(signum)``, ``kill()``,
+    ``close()``; each trial's exit code goes to ``on_exit(label, code)`` (from any thread)."""
     if spec.launcher == "local":
         return LocalLauncher(on_exit)
     from edcore import sweep_launchers
 
-    return sweep_launchers.make(spec, on_exit)
+    return sweep_launchers.make(spec, folder, on_exit)
+
+
+class OptunaAsker:
+    """``method: optuna``: each new trial is asked from an Optuna study kept in ``SWEEP_DIR/optuna.db`` (SQLite), so
+    ``-p`` continues the same study; finished trials are told their metric, failed ones their failure. The sampler
+    is Optuna's default (TPE), seeded by the sweep's ``seed``."""
+
+    def __init__(self, spec: SweepSpec, folder: Path, trials: list[dict]) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.optuna = optuna
+        self.spec = spec
+        self.trials = trials
+        self.study = optuna.create_study(
+            study_name=spec.name, storage=f"sqlite:///{(folder / 'optuna.db').resolve()}", load_if_exists=True,
+            direction="maximize" if spec.mode == "max" else "minimize",
+            sampler=optuna.samplers.TPESampler(seed=spec.seed),
+        )
+        self.distributions = {parameter.key: optuna_distribution(parameter) for parameter in spec.parameters}
+
+    def remaining(self) -> int:
+        return (self.spec.trials or 0) - len(self.trials)
+
+    def ask(self, index: int) -> dict:
+        asked = self.study.ask(self.distributions)
+        trial = new_trial(index, self.spec, {key: asked.params[key] for key in self.distributions})
+        trial["optuna_number"] = asked.number
+        return trial
+
+    def tell(self, trial: dict) -> None:
+        state = self.optuna.trial.TrialState
+        if trial["status"] == FINISHED and trial.get("metric") is not None:
+            self.study.tell(trial["optuna_number"], trial["metric"])
+        elif trial["status"] == FAILED:
+            self.study.tell(trial["optuna_number"], state=state.FAIL)
+        # an interrupted trial stays running in the study: -p resumes it and tells its metric then
+
+
+def optuna_distribution(parameter: Parameter) -> Any:
+    """The Optuna distribution of a parameter: a list is categorical, a distribution maps to its own kind."""
+    from optuna import distributions
+
+    spec = parameter.distribution or {"distribution": "choice", "values": parameter.values}
+    kind = spec["distribution"]
+    if kind == "choice":
+        for value in spec["values"]:
+            if not (value is None or isinstance(value, (bool, int, float, str))):
+                raise ConfigError(f"{parameter.where}: method 'optuna' takes values that are numbers, strings, "
+                                  f"booleans or null, found {value!r}; use method grid or random for lists and "
+                                  f"mappings.")
+        return distributions.CategoricalDistribution(spec["values"])
+    if kind == "int":
+        return distributions.IntDistribution(int(spec["low"]), int(spec["high"]))
+    return distributions.FloatDistribution(spec["low"], spec["high"], log=kind == "loguniform")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -403,7 +465,7 @@ class Sweep:
 
     def run(self) -> int:
         """Train the trials that are not finished; return the exit code (128+N when stopped by signal N)."""
-        launcher = make_launcher(self.spec, lambda label, code: self.events.put((label, code)))
+        launcher = make_launcher(self.spec, self.folder, lambda label, code: self.events.put((label, code)))
         previous = {signum: signal.signal(signum, self._on_signal(launcher)) for signum in (signal.SIGINT,
                                                                                             signal.SIGTERM)}
         todo = [trial for trial in self.trials if trial["status"] != FINISHED]
@@ -426,6 +488,7 @@ class Sweep:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            launcher.close()
         if self.error is not None:
             raise self.error
         if self.stop_signal:
@@ -492,7 +555,8 @@ class Sweep:
                     launcher.forward(signal.SIGTERM)
             value = "-" if trial["metric"] is None else f"{self.spec.metric} {trial['metric']:.6g}"
             log.info("trial %d finished: %s (run %s)", trial["id"], value, run)
-        elif self.stop_signal and code == EXIT_SIGNAL_BASE + self.stop_signal:
+        elif self.stop_signal and (code == EXIT_SIGNAL_BASE + self.stop_signal or _run_status(run) == INTERRUPTED):
+            # the run's own status counts too: an engine's task may die with the signal before it can report
             trial["status"] = INTERRUPTED
             log.info("trial %d interrupted (run %s)", trial["id"], run)
         else:
@@ -508,6 +572,12 @@ class Sweep:
             log.info("best trial %d: %s %.6g (%s), run %s", best[0]["id"], self.spec.metric, best[0]["metric"],
                      describe_parameters(best[0]["parameters"]), trial_run(self.folder, best[0]))
         log.info("sweep done: %d trials in %s (edflow runs %s)", len(self.trials), self.folder, self.folder)
+
+
+def _run_status(run: Path | None) -> str | None:
+    from edcore.builtin.status import read_status
+
+    return read_status(run).get("status") if run is not None else None
 
 
 def create_folder(spec: SweepSpec, base: Config, now: datetime.datetime) -> Path:
@@ -532,6 +602,9 @@ def start(path: str | os.PathLike, debug: bool = False) -> int:
         parameters = []  # optuna asks for each trial when a slot is free
     trials = [new_trial(index, spec, values) for index, values in enumerate(parameters)]
     base = check_trials(spec, trials)
+    if spec.method == "optuna":
+        for parameter in spec.parameters:
+            optuna_distribution(parameter)
     now = datetime.datetime.now()
     folder = create_folder(spec, base, now)
     state = {"version": 1, "sweep_file": str(spec.path.resolve()), "sweep": spec.config.data,
@@ -569,8 +642,6 @@ def _run(spec: SweepSpec, folder: Path, state: dict, debug: bool) -> int:
     setup_logging(folder / "log.txt", debug, "sweep")
     sweep = Sweep(spec, folder, state)
     if spec.method == "optuna":
-        from edcore.sweep_launchers import OptunaAsker
-
         sweep.asker = OptunaAsker(spec, folder, state["trials"])
     sweep.save()
     log.info("sweep %s: %d trials (%s), %d at a time with launcher %s", folder, spec.trials or len(state["trials"]),

@@ -1,6 +1,5 @@
 """``edflow sweep``: grid and random sweeps of the numpy toy training on the local launcher, interrupted by a real
 SIGTERM to the process group and continued with ``-p``; bad sweep files refused before anything starts."""
-import importlib.util
 import json
 import signal
 
@@ -35,9 +34,11 @@ SWEEP_TOY = {
 
             def pause(self):
                 folder = os.environ.get("SWEEP_PAUSE_DIR")
-                if not folder or str(self.config["lr"]) not in os.environ["SWEEP_PAUSE_LRS"].split(","):
+                wanted = os.environ.get("SWEEP_PAUSE_LRS", "").split(",")
+                if not folder or (str(self.config["lr"]) not in wanted and wanted != ["*"]):
                     return
                 open(os.path.join(folder, f"paused-{self.config['lr']}"), "w").close()
+                open(os.path.join(folder, "paused"), "w").close()
                 deadline = time.monotonic() + 60
                 while not self.runtime.stop_signal and time.monotonic() < deadline:
                     time.sleep(0.01)
@@ -199,14 +200,20 @@ def test_bad_sweep_files_are_refused_with_file_and_line_before_anything_starts(e
     assert sweeps(edflow_project) == [] and not (edflow_project.path / "logs").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="ray is installed")
-def test_a_launcher_whose_extra_is_not_installed_is_named_with_its_extra(edflow_project):
-    sweep_file = write_sweep(edflow_project, launcher="ray")
-    outcome = edflow_project.run("sweep", sweep_file.name)
+@pytest.mark.parametrize("key, value, module", [("launcher", "ray", "ray"), ("launcher", "slurm", "submitit"),
+                                               ("method", "optuna", "optuna")])
+def test_a_launcher_or_method_whose_extra_is_not_installed_is_named_with_its_extra(edflow_project, tmp_path, key,
+                                                                                   value, module):
+    hidden = tmp_path / "hidden"  # a site that makes the package unimportable, installed or not
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text(f"import sys\nsys.modules[{module!r}] = None\n")
+    sweep_file = write_sweep(edflow_project, **{key: value}, **({"trials": 2} if key == "method" else {}))
+    outcome = edflow_project.run("sweep", sweep_file.name, env={"PYTHONPATH": str(hidden)})
     assert outcome.returncode == 2, outcome
-    assert (f"sweep.yaml:{line_of(sweep_file, 'launcher: ray')}, key 'launcher': launcher 'ray' needs the package "
-            f"'ray', which is not installed. Install the optional extra with pip install 'edcore[ray]'"
-            in outcome.stderr), outcome
+    extra = {"ray": "ray", "submitit": "slurm", "optuna": "optuna"}[module]
+    assert (f"sweep.yaml:{line_of(sweep_file, f'{key}: {value}')}, key '{key}': {key} '{value}' needs the package "
+            f"'{module}', which is not installed" in outcome.stderr), outcome
+    assert f"pip install 'edcore[{extra}]'" in outcome.stderr and "Traceback" not in outcome.output
     assert sweeps(edflow_project) == []
 
 
@@ -252,3 +259,43 @@ def test_runs_lists_the_trials_by_the_metric_and_plot_draws_their_runs(edflow_pr
     plotted = edflow_project.run("plot", folder, "-o", "sweep.png").assert_success()
     assert "(1 metric, 3 runs)" in plotted.stdout
     assert (edflow_project.path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_optuna_study_lives_in_the_sweep_folder_and_continues_with_p(edflow_project):
+    optuna = pytest.importorskip("optuna")
+    sweep_file = write_sweep(edflow_project, method="optuna", trials=4, seed=3, max_parallel=1,
+                             parameters={"lr": {"distribution": "loguniform", "low": 0.01, "high": 0.3},
+                                         "batch_size": [4, 8]})
+    pauses = edflow_project.path / "pauses"
+    pauses.mkdir()
+    running = edflow_project.start("sweep", sweep_file.name,
+                                   env={"SWEEP_PAUSE_DIR": str(pauses), "SWEEP_PAUSE_LRS": "*"})
+    running.wait_for_file(pauses / "paused")  # the first trial runs
+    running.send(signal.SIGINT, group=True)
+    assert running.wait(timeout=120).returncode == 130, running.output()
+    (folder,) = sweeps(edflow_project)
+    (first,) = state(folder)["trials"]
+    assert first["status"] == "interrupted" and first["optuna_number"] == 0
+    edflow_project.run("sweep", "-p", folder, timeout=300).assert_success()
+    trials = state(folder)["trials"]
+    assert [t["status"] for t in trials] == ["finished"] * 4 and trials[0]["run"] == first["run"]
+    assert trials[0]["parameters"] == first["parameters"]
+    study = optuna.load_study(study_name="lrs", storage=f"sqlite:///{folder / 'optuna.db'}")
+    told = {t.number: (t.params, t.value, t.state.name) for t in study.trials}
+    assert told == {t["optuna_number"]: (t["parameters"], t["metric"], "COMPLETE") for t in trials}
+
+
+@pytest.mark.parametrize("launcher, package", [("ray", "ray"), ("slurm", "submitit")])
+def test_the_ray_and_submitit_launchers_train_the_same_trials_as_the_local_one(edflow_project, launcher, package):
+    pytest.importorskip(package)
+    write_sweep(edflow_project, "local.yaml", parameters={"lr": [0.05, 0.2], "batch_size": [4, 8]})
+    write_sweep(edflow_project, "engine.yaml", parameters={"lr": [0.05, 0.2], "batch_size": [4, 8]},
+                launcher=launcher)
+    edflow_project.run("sweep", "local.yaml").assert_success()
+    outcome = edflow_project.run("sweep", "engine.yaml", timeout=300).assert_success()
+    assert f"launcher {launcher}" in outcome.stderr
+    local, engine = (state(folder)["trials"] for folder in sweeps(edflow_project))
+    assert [t["status"] for t in engine] == ["finished"] * 4
+    assert [(t["parameters"], t["metric"]) for t in engine] == [(t["parameters"], t["metric"]) for t in local]
+    if launcher == "slurm":
+        assert (sweeps(edflow_project)[1] / "submitit").is_dir()
