@@ -28,6 +28,7 @@ BENCHMARKS = (
     ("hook_dispatch", "hook_dispatch.py", []),
     ("media_cost", "media_cost.py", []),
     ("user_path", "user_path.py", []),
+    ("sweep_overhead", "sweep_overhead.py", []),
 )
 
 
