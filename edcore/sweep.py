@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import yaml
 
-from edcore.config import Config, Origin, Override, format_keypath, load_configs, load_file, parse_overrides
+from edcore.config import Config, Origin, Override, load_configs, load_file, parse_overrides
 from edcore.errors import EXIT_FAILURE, EXIT_SIGNAL_BASE, ConfigError, EdflowError, UsageError
 
 log = logging.getLogger("edflow")
@@ -584,7 +584,10 @@ def create_folder(spec: SweepSpec, base: Config, now: datetime.datetime) -> Path
     """``<logdir>/sweeps/<time>_<name>/`` with a copy of the sweep file; two sweeps never share a folder."""
     from edcore.project import new_folder
 
+    from edcore.runlock import lock_sweep
+
     folder = new_folder(Path(base.get("logdir") or "logs") / "sweeps", spec.name, now)
+    lock_sweep(folder)
     (folder / SWEEP_COPY).write_text(spec.path.read_text(encoding="utf-8"), encoding="utf-8")
     (folder / "runs").mkdir()
     return folder
@@ -614,8 +617,11 @@ def start(path: str | os.PathLike, debug: bool = False) -> int:
 
 def resume(folder: str | os.PathLike, debug: bool = False) -> int:
     """``edflow sweep -p SWEEP_DIR``: keep the finished trials, resume the interrupted ones, start the missing."""
+    from edcore.runlock import lock_sweep
+
     folder = Path(folder)
     state = read_state(folder)
+    lock_sweep(folder)  # before anything in the folder is written
     source = Path(state["sweep_file"])
     if not source.is_file():
         raise UsageError(f"the sweep file of '{folder}' ({source}) no longer exists; a sweep continues with the file "

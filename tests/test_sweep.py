@@ -85,12 +85,14 @@ def test_a_grid_interrupted_by_sigterm_continues_to_the_same_results(edflow_proj
                                    env={"SWEEP_PAUSE_DIR": str(pauses), "SWEEP_PAUSE_LRS": "0.1,0.2"})
     running.wait_for_file(pauses / "paused-0.1")
     running.wait_for_file(pauses / "paused-0.2")
+    (folder,) = sweeps(edflow_project)
+    second = edflow_project.run("sweep", "-p", folder)  # while it runs: refused, nothing touched
+    assert second.returncode == 2 and f"is being run by process {running.pid}" in second.stderr, second
     running.send(signal.SIGTERM, group=True)  # a terminal or a scheduler: the whole group
     outcome = running.wait(timeout=120)
     assert outcome.returncode == 128 + signal.SIGTERM, outcome
     assert "Traceback" not in outcome.output, outcome
     assert outcome.stderr.count("received SIGTERM: stopping the running trials") == 1, outcome
-    (folder,) = sweeps(edflow_project)
     assert f"edflow sweep -p {folder.relative_to(edflow_project.path)}" in outcome.stderr
     trials = state(folder)["trials"]
     assert [t["status"] for t in trials] == ["finished", "interrupted", "interrupted", "pending"]
