@@ -301,3 +301,27 @@ def test_the_ray_and_submitit_launchers_train_the_same_trials_as_the_local_one(e
     assert [(t["parameters"], t["metric"]) for t in engine] == [(t["parameters"], t["metric"]) for t in local]
     if launcher == "slurm":
         assert (sweeps(edflow_project)[1] / "submitit").is_dir()
+
+
+@pytest.mark.parametrize("launcher, package", [("ray", "ray"), ("slurm", "submitit")])
+def test_a_sweep_on_ray_or_submitit_stopped_by_sigterm_continues_with_p(edflow_project, launcher, package):
+    pytest.importorskip(package)
+    sweep_file = write_sweep(edflow_project, parameters={"lr": [0.1, 0.2]}, launcher=launcher)
+    pauses = edflow_project.path / "pauses"
+    pauses.mkdir()
+    running = edflow_project.start("sweep", sweep_file.name,
+                                   env={"SWEEP_PAUSE_DIR": str(pauses), "SWEEP_PAUSE_LRS": "*"})
+    running.wait_for_file(pauses / "paused-0.1")
+    running.wait_for_file(pauses / "paused-0.2")
+    running.send(signal.SIGTERM, group=True)
+    outcome = running.wait(timeout=120)
+    assert outcome.returncode == 128 + signal.SIGTERM, outcome
+    (folder,) = sweeps(edflow_project)
+    trials = state(folder)["trials"]
+    assert [t["status"] for t in trials] == ["interrupted"] * 2, outcome
+    for trial in trials:
+        run = folder / trial["run"]
+        latest = max(p for p in (run / "train" / "checkpoints").iterdir() if p.name.isdigit())
+        assert json.loads((latest / "manifest.json").read_text())["reason"] == "interrupt"
+    edflow_project.run("sweep", "-p", folder, timeout=300).assert_success()
+    assert [t["status"] for t in state(folder)["trials"]] == ["finished"] * 2
