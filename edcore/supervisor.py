@@ -93,10 +93,10 @@ class Supervisor:
     """Starts children, forwards signals to them, reports a failed one at once, and waits for all of them.
 
     ``describe_failure(child)`` returns the sentence that reports a failed child (which config, the error, where
-    its log is).
+    its log is); with ``None`` the caller reports failures itself (through ``on_exit``).
     """
 
-    def __init__(self, describe_failure: Callable[[Child], str],
+    def __init__(self, describe_failure: Callable[[Child], str] | None,
                  on_exit: Callable[[Child], None] | None = None) -> None:
         self.children: list[Child] = []
         self.describe_failure = describe_failure
@@ -143,7 +143,7 @@ class Supervisor:
         code = child.process.wait()  # collects the exit status: no zombie
         with self._lock:
             child.returncode = code
-            if code != 0 and not self.ended and not self.stop_signal:
+            if code != 0 and not self.ended and not self.stop_signal and self.describe_failure is not None:
                 child.reported = True
                 log.error("%s", self.describe_failure(child))
         if self.on_exit is not None:

@@ -348,8 +348,7 @@ class LocalLauncher:
     def __init__(self, on_exit: Callable[[str, int], None]) -> None:
         from edcore.supervisor import Supervisor
 
-        self.supervisor = Supervisor(lambda child: f"trial {child.label} failed",
-                                     on_exit=lambda child: on_exit(child.label, child.returncode))
+        self.supervisor = Supervisor(None, on_exit=lambda child: on_exit(child.label, child.returncode))
 
     def start(self, label: str, argv: list[str], output: Path) -> None:
         with open(output, "a", encoding="utf-8") as stream:  # the child holds its own copy of the descriptor
@@ -561,7 +560,8 @@ class Sweep:
             log.info("trial %d interrupted (run %s)", trial["id"], run)
         else:
             trial["status"] = FAILED
-            log.error("trial %d failed with exit code %d; its output is in %s", trial["id"], code, output)
+            log.error("trial %d failed with exit code %d (%s); its output is in %s", trial["id"], code,
+                      last_line(output), output)
         if self.asker is not None:
             self.asker.tell(trial)
         self.save()
@@ -572,6 +572,16 @@ class Sweep:
             log.info("best trial %d: %s %.6g (%s), run %s", best[0]["id"], self.spec.metric, best[0]["metric"],
                      describe_parameters(best[0]["parameters"]), trial_run(self.folder, best[0]))
         log.info("sweep done: %d trials in %s (edflow runs %s)", len(self.trials), self.folder, self.folder)
+
+
+def last_line(path: Path) -> str:
+    """The last line a trial printed (its error, when it failed)."""
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return "no output"
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else "no output"
 
 
 def _run_status(run: Path | None) -> str | None:

@@ -325,3 +325,14 @@ def test_a_sweep_on_ray_or_submitit_stopped_by_sigterm_continues_with_p(edflow_p
         assert json.loads((latest / "manifest.json").read_text())["reason"] == "interrupt"
     edflow_project.run("sweep", "-p", folder, timeout=300).assert_success()
     assert [t["status"] for t in state(folder)["trials"]] == ["finished"] * 2
+
+
+def test_a_failed_trial_is_reported_with_its_error_and_the_others_still_train(edflow_project):
+    sweep_file = write_sweep(edflow_project, parameters={"+toy_examples": [0, 16]}, max_parallel=1)
+    outcome = edflow_project.run("sweep", sweep_file.name)
+    assert outcome.returncode == 1, outcome
+    assert outcome.stderr.count("trial 0 failed") == 1, outcome
+    assert "trial 0 failed with exit code 1 (edflow: error: dataset 'toy.data.Data' is empty" in outcome.stderr
+    assert "output/trial000.txt" in outcome.stderr and "Traceback" not in outcome.output
+    (folder,) = sweeps(edflow_project)
+    assert [t["status"] for t in state(folder)["trials"]] == ["failed", "finished"]
