@@ -1,5 +1,5 @@
 """``edflow sweep SWEEP.yaml``: train one config many times with different values of some of its keys (grid,
-random or optuna), each trial an ordinary run folder; ``edflow sweep -p SWEEP_DIR`` continues a sweep."""
+random or optuna), each trial an ordinary run folder; with -p SWEEP_DIR, continue an interrupted sweep."""
 from __future__ import annotations
 
 import argparse
