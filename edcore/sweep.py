@@ -83,8 +83,13 @@ class SweepSpec:
 
 def yaml_text(value: Any) -> str:
     """``value`` as the one-line YAML text that :func:`edcore.config.parse_scalar` reads back to the same value."""
+    from edcore.config import parse_scalar
+
     text = yaml.safe_dump(value, default_flow_style=True, width=2**20).strip()
-    return text[:-len("\n...")].strip() if text.endswith("\n...") else text.removesuffix("...").strip()
+    text = text[:-len("\n...")].strip() if text.endswith("\n...") else text  # a scalar ends its document
+    if isinstance(value, str) and parse_scalar(text) != value:
+        return json.dumps(value)  # PyYAML leaves '1e-4' unquoted, which edflow reads as a float
+    return text
 
 
 def load_spec(path: str | os.PathLike) -> SweepSpec:

@@ -336,3 +336,13 @@ def test_a_failed_trial_is_reported_with_its_error_and_the_others_still_train(ed
     assert "output/trial000.txt" in outcome.stderr and "Traceback" not in outcome.output
     (folder,) = sweeps(edflow_project)
     assert [t["status"] for t in state(folder)["trials"]] == ["failed", "finished"]
+
+
+@pytest.mark.parametrize("value", [0.1, 1e-5, 0.12345678901234568, 3, True, None, "adam", "1e-4", "wait...",
+                                   [1, 2], {"a": 1}])
+def test_a_parameter_value_reaches_the_trial_as_the_same_value(value):
+    from edcore.config import parse_overrides
+    from edcore.sweep import Parameter
+
+    (override,) = parse_overrides([Parameter("key", [value], None, "", "").token(value)])
+    assert override.value == value and type(override.value) is type(value)
