@@ -29,6 +29,7 @@ BENCHMARKS = (
     ("media_cost", "media_cost.py", []),
     ("user_path", "user_path.py", []),
     ("user_path_tf", "user_path.py", ["--tf"]),
+    ("sweep_overhead", "sweep_overhead.py", []),
 )
 
 

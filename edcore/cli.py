@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "completion": "edcore.commands.completion",
     "eval-outputs": "edcore.commands.eval_outputs",
     "explore": "edcore.commands.explore",
+    "sweep": "edcore.commands.sweep",
 }
 
 DESCRIPTION = """\
@@ -67,6 +68,9 @@ commands:
   edflow eval-outputs   re-run evaluation callbacks on stored outputs, without the model code
   edflow explore DATASET_OR_CONFIG
                         an HTML page with examples of a dataset (images, labels, values); works offline
+  edflow sweep SWEEP.yaml
+                        train one run per combination of config values (grid, random, optuna); -p SWEEP_DIR
+                        continues an interrupted sweep
 
 exit codes: 0 success, 1 failure at run time, 2 usage or config error, 128+N interrupted by signal N (130 for
 Ctrl-C, 143 for SIGTERM) after writing a checkpoint.
@@ -112,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Set by the supervisor for the evaluation processes it starts next to a training (edcore.evaluation).
     parser.add_argument("--follow-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--progress-position", type=int, default=0, help=argparse.SUPPRESS)
+    # Set by 'edflow sweep' for its trials: {override keypath: the sweep file's place}, recorded as their origins.
+    parser.add_argument("--sweep-origins", default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -207,6 +213,10 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
     train_config = None
     if args.train:
         train_config = configs.apply_overrides(configs.load_configs(bases + [args.train]), overrides)
+        if args.sweep_origins:
+            from edcore.sweep import record_sweep_origins
+
+            record_sweep_origins(train_config, args.sweep_origins)
     elif training:
         saved = project.latest_config("train")
         if saved is None:

@@ -64,24 +64,8 @@ class ProjectManager:
     @classmethod
     def create(cls, logdir: str | os.PathLike, name: str, now: datetime.datetime | None = None) -> "ProjectManager":
         """Create a new run folder; two runs started in the same second get distinct folders."""
-        now = now or datetime.datetime.now()
-        base = f"{now.strftime(TIMESTAMP_FORMAT)}_{_safe_name(name)}"
-        try:
-            Path(logdir).mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise EdflowError(f"cannot create the log folder '{logdir}': {err.strerror or err}.") from err
-        for attempt in range(1000):
-            root = Path(logdir) / (base if attempt == 0 else f"{base}_{attempt + 1}")
-            try:
-                root.mkdir()  # atomic: fails if another run took this name first
-                break
-            except FileExistsError:
-                continue
-            except OSError as err:
-                raise EdflowError(f"cannot create the run folder '{root}': {err.strerror or err}.") from err
-        else:
-            raise EdflowError(f"cannot find a free run folder name for '{base}' in '{logdir}'.")
-        project = cls(root)
+        project = cls(new_folder(logdir, name, now))
+        root = project.root
         try:
             for folder in (project.configs, project.code, project.train, project.checkpoints, project.eval):
                 folder.mkdir(exist_ok=True)
@@ -240,6 +224,26 @@ def writing_run_folder(root: Path) -> Any:
             f"cannot write the run folder '{root}'{target}: {err.strerror or err}. Free space or choose another "
             f"logdir; nothing already written was removed."
         ) from err
+
+
+def new_folder(logdir: str | os.PathLike, name: str, now: datetime.datetime | None = None) -> Path:
+    """Create ``logdir/<timestamp>_<name>``; two folders made in the same second get distinct names."""
+    now = now or datetime.datetime.now()
+    base = f"{now.strftime(TIMESTAMP_FORMAT)}_{_safe_name(name)}"
+    try:
+        Path(logdir).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EdflowError(f"cannot create the log folder '{logdir}': {err.strerror or err}.") from err
+    for attempt in range(1000):
+        root = Path(logdir) / (base if attempt == 0 else f"{base}_{attempt + 1}")
+        try:
+            root.mkdir()  # atomic: fails if another run took this name first
+            return root
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise EdflowError(f"cannot create the run folder '{root}': {err.strerror or err}.") from err
+    raise EdflowError(f"cannot find a free run folder name for '{base}' in '{logdir}'.")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -18,10 +18,15 @@ REQUIRED_FOR_EVALUATION = ("dataset", "iterator", "batch_size")
 
 
 @functools.lru_cache(maxsize=None)
-def core_schema() -> dict:
-    """The core schema, read from the package data ``edcore.schemas`` (works for wheels and editable installs)."""
-    text = resources.files("edcore.schemas").joinpath("edflow.schema.json").read_text(encoding="utf-8")
+def packaged_schema(filename: str) -> dict:
+    """A schema from the package data ``edcore.schemas`` (works for wheels and editable installs)."""
+    text = resources.files("edcore.schemas").joinpath(filename).read_text(encoding="utf-8")
     return json.loads(text)
+
+
+def core_schema() -> dict:
+    """The core schema of training and evaluation configs."""
+    return packaged_schema("edflow.schema.json")
 
 
 def build_schema(fragments: Iterable[Mapping[str, Any]]) -> dict:
@@ -35,18 +40,26 @@ def build_schema(fragments: Iterable[Mapping[str, Any]]) -> dict:
 
 def validate(config: Config, schema: Mapping, mode: str) -> list[str]:
     """Raise :class:`ConfigError` for every schema violation; return warnings about likely typos."""
+    report(schema_problems(config, schema) + _missing_required(config, schema, mode), "config")
+    return _typo_warnings(config, schema)
+
+
+def schema_problems(config: Config, schema: Mapping) -> list[str]:
+    """One sentence (file:line, key, expectation) for every violation of ``schema``."""
     from jsonschema import Draft202012Validator  # ~80 ms to import: only runs that validate pay for it
 
     validator = Draft202012Validator(schema)
-    problems = [_describe(config, error, schema) for error in validator.iter_errors(config.data)]
-    problems += _missing_required(config, schema, mode)
+    return [_describe(config, error, schema) for error in validator.iter_errors(config.data)]
+
+
+def report(problems: list[str], what: str) -> None:
+    """Raise one :class:`ConfigError` listing ``problems`` (duplicates once), if there are any."""
     if problems:
         problems = sorted(set(problems), key=problems.index)
         if len(problems) == 1:
-            raise ConfigError(f"invalid config: {problems[0]}")
+            raise ConfigError(f"invalid {what}: {problems[0]}")
         listed = "\n".join(f"  - {problem}" for problem in problems)
-        raise ConfigError(f"invalid config, {len(problems)} problems:\n{listed}")
-    return _typo_warnings(config, schema)
+        raise ConfigError(f"invalid {what}, {len(problems)} problems:\n{listed}")
 
 
 def _missing_required(config: Config, schema: Mapping, mode: str) -> list[str]:
@@ -108,7 +121,7 @@ def _found(value: Any) -> str:
         return "null"
     kind = kinds.get(type(value), type(value).__name__)
     if isinstance(value, (dict, list)):
-        return kind
+        return kind if value else f"an empty {kind[2:]}"
     return f"{value!r} ({kind})"
 
 
@@ -142,7 +155,7 @@ def _expectation(schema: Mapping, root: Mapping) -> str:
         bounds.append(f"> {schema['exclusiveMinimum']}")
     if "maximum" in schema:
         bounds.append(f"<= {schema['maximum']}")
-    if "minLength" in schema:
+    if "minLength" in schema or "minItems" in schema or "minProperties" in schema:
         bounds.append("that is not empty")
     return words + (" " + " and ".join(bounds) if bounds else "")
 

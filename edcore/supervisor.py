@@ -93,33 +93,44 @@ class Supervisor:
     """Starts children, forwards signals to them, reports a failed one at once, and waits for all of them.
 
     ``describe_failure(child)`` returns the sentence that reports a failed child (which config, the error, where
-    its log is).
+    its log is); with ``None`` the caller reports failures itself (through ``on_exit``).
     """
 
-    def __init__(self, describe_failure: Callable[[Child], str]) -> None:
+    def __init__(self, describe_failure: Callable[[Child], str] | None,
+                 on_exit: Callable[[Child], None] | None = None) -> None:
         self.children: list[Child] = []
         self.describe_failure = describe_failure
+        self.on_exit = on_exit  # called in the child's watcher thread once its exit code is known
         self.ended = False
         self.stop_signal = 0
         self._lock = threading.Lock()
 
-    def start(self, label: str, argv: list[str], env: dict | None = None) -> Child:
+    def start(self, label: str, argv: list[str], env: dict | None = None, follow: bool = True,
+              **popen: Any) -> Child:
         """Start ``edflow ARGV --follow-fd N`` (:func:`edflow_command`); the child's pipe N reaches end-of-file at
-        :meth:`end`."""
-        read_end, write_end = os.pipe()
+        :meth:`end`. ``follow=False`` starts a plain ``edflow ARGV`` (a sweep's trial, which is no follower);
+        ``popen`` goes to :class:`subprocess.Popen` (``stdout=``, ``cwd=``)."""
         child_env = {key: value for key, value in {**os.environ, **(env or {})}.items() if key not in DISTRIBUTED_ENV}
+        program = sys.argv[0] or "edflow"
+        if not follow:
+            process = subprocess.Popen(edflow_command(argv, program=program), env=child_env, start_new_session=True,
+                                       preexec_fn=die_with_parent(), **popen)
+            return self._watched(Child(label, process, None))
+        read_end, write_end = os.pipe()
         try:
             process = subprocess.Popen(
-                edflow_command([*argv, "--follow-fd", str(read_end)], program=sys.argv[0] or "edflow"),
-                pass_fds=(read_end,), env=child_env, start_new_session=True, preexec_fn=die_with_parent(),
+                edflow_command([*argv, "--follow-fd", str(read_end)], program=program),
+                pass_fds=(read_end,), env=child_env, start_new_session=True, preexec_fn=die_with_parent(), **popen,
             )
         except BaseException:
             os.close(write_end)
             raise
         finally:
             os.close(read_end)
-        child = Child(label, process, write_end)
-        child.watcher = threading.Thread(target=self._watch, args=(child,), name=f"watch {label}", daemon=True)
+        return self._watched(Child(label, process, write_end))
+
+    def _watched(self, child: Child) -> Child:
+        child.watcher = threading.Thread(target=self._watch, args=(child,), name=f"watch {child.label}", daemon=True)
         self.children.append(child)
         child.watcher.start()
         return child
@@ -132,9 +143,11 @@ class Supervisor:
         code = child.process.wait()  # collects the exit status: no zombie
         with self._lock:
             child.returncode = code
-            if code != 0 and not self.ended and not self.stop_signal:
+            if code != 0 and not self.ended and not self.stop_signal and self.describe_failure is not None:
                 child.reported = True
                 log.error("%s", self.describe_failure(child))
+        if self.on_exit is not None:
+            self.on_exit(child)
 
     def forward(self, signum: int) -> None:
         """Send ``signum`` to every child that still runs."""

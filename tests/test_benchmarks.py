@@ -18,7 +18,8 @@ def test_every_benchmark_runs_at_tiny_size(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     names = {path.stem for path in tmp_path.glob("*.json")}
     assert names == {"loop_overhead_torch", "loop_overhead_tf", "data_throughput", "startup", "resume",
-                     "checkpoint_cost", "hook_dispatch", "media_cost", "user_path", "user_path_tf"}
+                     "checkpoint_cost", "hook_dispatch", "media_cost", "user_path", "user_path_tf",
+                     "sweep_overhead"}
     torch_loop = json.loads((tmp_path / "loop_overhead_torch.json").read_text())
     variants = {row["variant"]: row for row in torch_loop["cpu"]}
     assert {"raw loop", "edflow, defaults on", "edflow, everything off"} <= set(variants)

@@ -26,6 +26,7 @@ def test_wheel_contains_the_schemas_and_the_console_script(tmp_path):
     (wheel,) = tmp_path.glob("edcore-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "edcore/schemas/edflow.schema.json" in names
+    assert "edcore/schemas/sweep.schema.json" in names
     assert "edcore/hookspecs.py" in names and "edcore/builtin/providers.py" in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "edflow = edcore.cli:main" in entry_points

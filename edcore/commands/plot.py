@@ -20,7 +20,8 @@ MAX_COLUMNS = 2
 def build_parser() -> argparse.ArgumentParser:
     """The arguments of ``edflow plot``."""
     parser = argparse.ArgumentParser(prog="edflow plot", description=__doc__.split(": ", 1)[1])
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders, or names of runs in --logdir")
+    parser.add_argument("runs", nargs="+", metavar="RUN",
+                        help="run folders, names of runs in --logdir, or sweep folders (every trial's run)")
     parser.add_argument("-o", "--output", default="metrics.png", metavar="FILE.png",
                         help="where to write the PNG (default: metrics.png)")
     parser.add_argument("-m", "--metric", action="append", default=[], metavar="PATTERN",
@@ -73,6 +74,20 @@ def make_figure(series: list) -> Any:
     return figure
 
 
+def runs_named(text: str, logdir: str) -> list[Path]:
+    """The run folder ``text`` names, or the run folders of the trials of the sweep folder ``text``."""
+    from edcore.commands.runinfo import find_run
+    from edcore.sweep import is_sweep_folder, read_state, trial_run
+
+    folder = Path(text)
+    if is_sweep_folder(folder):
+        runs = [trial_run(folder, trial) for trial in read_state(folder)["trials"] if trial.get("run")]
+        if not runs:
+            raise UsageError(f"sweep '{text}' has no trial with a run folder yet: nothing to plot.")
+        return runs
+    return [find_run(text, logdir)]
+
+
 def main(argv: list[str]) -> int:
     """Plot the metrics of the given runs into one PNG."""
     args = build_parser().parse_args(argv)
@@ -81,7 +96,7 @@ def main(argv: list[str]) -> int:
     output = Path(args.output)
     if output.suffix.lower() != ".png":
         raise UsageError(f"-o/--output '{output}': edflow plot writes PNG files; use a name ending in .png.")
-    runs = [find_run(text, args.logdir) for text in args.runs]
+    runs = [run for text in args.runs for run in runs_named(text, args.logdir)]
     canvas_class, _figure = import_matplotlib()
     series = [s for run in runs for s in metric_series(run)]
     if args.metric:

@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The arguments of ``edflow runs``."""
     parser = argparse.ArgumentParser(prog="edflow runs", description=__doc__.split(": ", 1)[1])
     parser.add_argument("logdir", nargs="?", default="logs", metavar="LOGDIR",
-                        help="the folder holding the run folders (default: logs)")
+                        help="the folder holding the run folders (default: logs), or a sweep folder "
+                             "(logs/sweeps/<time>_<name>): its trials, best metric first")
     parser.add_argument("--json", action="store_true", help="print a JSON list for scripts")
     return parser
 
@@ -76,12 +77,47 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) + "  " + line[-1] for line in cells)
 
 
+def describe_trials(folder: Path) -> list[dict]:
+    """The trials of a sweep folder, best first by the sweep's metric (``mode`` min or max)."""
+    from edcore.sweep import read_state, sort_trials
+
+    state = read_state(folder)
+    sweep = state.get("sweep") or {}
+    rows = []
+    for trial in sort_trials(state["trials"], sweep.get("mode", "min")):
+        rows.append({"trial": trial["id"], "status": trial["status"], "metric_name": sweep.get("metric"),
+                     "metric": trial.get("metric"), "parameters": trial["parameters"],
+                     "run": str(folder / trial["run"]) if trial.get("run") else None})
+    return rows
+
+
+def format_trials(rows: list[dict]) -> str:
+    """The trials as aligned columns; the parameters as ``key=value`` pairs in the last column."""
+    from edcore.commands.runinfo import format_number
+    from edcore.sweep import describe_parameters
+
+    metric = next((row["metric_name"] for row in rows if row["metric_name"]), None) or "METRIC"
+    header = ("TRIAL", "STATUS", metric.upper(), "RUN", "PARAMETERS")
+    cells = [header] + [
+        (str(row["trial"]), row["status"], "-" if row["metric"] is None else format_number(row["metric"]),
+         Path(row["run"]).name if row["run"] else "-", describe_parameters(row["parameters"]))
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) + "  " + line[-1] for line in cells)
+
+
 def main(argv: list[str]) -> int:
-    """Print the runs of a log folder as a table or JSON."""
+    """Print the runs of a log folder (or the trials of a sweep folder) as a table or JSON."""
     args = build_parser().parse_args(argv)
     from edcore.commands.runinfo import list_runs
+    from edcore.sweep import is_sweep_folder
 
     logdir = Path(args.logdir)
+    if is_sweep_folder(logdir):
+        trials = describe_trials(logdir)
+        emit(json.dumps(trials, indent=2) if args.json else format_trials(trials))
+        return 0
     if not logdir.is_dir():
         raise UsageError(f"log folder '{logdir}' does not exist; give the folder that holds your run folders "
                          f"(the config key logdir, default logs).")
