@@ -185,7 +185,10 @@ def test_a_killed_evaluator_restarted_with_p_continues_without_gaps_or_repeats(p
                             "--+wait_for_evaluation", "{at_step: 7, step: 3, name: eval}")
     try:
         run = wait_for(lambda: project.runs() and project.runs()[0], 120, "the run folder")
-        wait_for(lambda: (run / "eval").is_dir() and any((run / "eval").glob("*_eval/metrics.jsonl")), 120,
+        # A line, not just the file: the evaluator creates metrics.jsonl a moment before it writes checkpoint 3's
+        # line, and killed in between, the training would wait at step 7 for an evaluation that never comes.
+        wait_for(lambda: (run / "eval").is_dir() and any(p.read_text().endswith("\n")
+                                                          for p in (run / "eval").glob("*_eval/metrics.jsonl")), 120,
                  "the first evaluated checkpoint")
         evaluator = registration(run)["pid"]
         assert evaluator != process.pid
