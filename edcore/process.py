@@ -110,6 +110,7 @@ class SignalHandler:
         self.received = 0  # the first signal this process got itself (the stop flag may come from another rank)
         self.previous: dict = {}
         self.forward_to: list[int] = []  # child PIDs (evaluators) that get the signal too
+        self.parent = os.getppid()
 
     def install(self) -> None:
         try:
@@ -133,6 +134,13 @@ class SignalHandler:
                 pass
         # Counted per process, not by the stop flag: under torchrun the ranks agree to stop as soon as one got the
         # signal, and the others' own copy of it, arriving a moment later, is their first, not a second one.
+        if self.received and os.getppid() != self.parent:
+            # Not a person's second signal but the parent's death (PR_SET_PDEATHSIG) while we stop: a terminal's
+            # or scheduler's signal to the whole group ends the launching task (a Ray worker, a supervisor) at
+            # once, and the interrupt checkpoint must still be written.
+            log_to_file(logging.WARNING, f"{signal.Signals(signum).name} after the parent process ended: "
+                                         f"still {self.on_stop}")
+            return
         if self.received:
             sys.stderr.write(f"\nedflow: second signal ({signal.Signals(signum).name}): aborting now; "
                              f"the last published checkpoint is intact.\n")

@@ -355,7 +355,7 @@ class LocalLauncher:
 
         self.supervisor = Supervisor(None, on_exit=lambda child: on_exit(child.label, child.returncode))
 
-    def start(self, label: str, argv: list[str], output: Path) -> None:
+    def start(self, label: str, argv: list[str], output: Path, run_pattern: str = "") -> None:
         with open(output, "a", encoding="utf-8") as stream:  # the child holds its own copy of the descriptor
             self.supervisor.start(label, argv, follow=False, stdout=stream, stderr=stream,
                                   env={"PYTHONUNBUFFERED": "1"})
@@ -371,8 +371,9 @@ class LocalLauncher:
 
 
 def make_launcher(spec: SweepSpec, folder: Path, on_exit: Callable[[str, int], None]) -> Any:
-    """The launcher the sweep file names: ``start(label, argv, output)``, ``forward(signum)``, ``kill()``,
-    ``close()``; each trial's exit code goes to ``on_exit(label, code)`` (from any thread)."""
+    """The launcher the sweep file names: ``start(label, argv, output, run_pattern)`` (the glob of the trial's run
+    folder, for a task that starts again), ``forward(signum)``, ``kill()``, ``close()``; each trial's exit code goes
+    to ``on_exit(label, code)`` (from any thread)."""
     if spec.launcher == "local":
         return LocalLauncher(on_exit)
     from edcore import sweep_launchers
@@ -500,8 +501,12 @@ class Sweep:
                         signal.Signals(self.stop_signal).name, self.folder)
             return EXIT_SIGNAL_BASE + self.stop_signal
         failed = [trial for trial in self.trials if trial["status"] == FAILED]
+        interrupted = [trial for trial in self.trials if trial["status"] == INTERRUPTED]
         self._summary()
-        return EXIT_FAILURE if failed else 0
+        if interrupted and not failed:
+            log.warning("%d trials were interrupted; continue the sweep with: edflow sweep -p %s", len(interrupted),
+                        self.folder)
+        return EXIT_FAILURE if failed or interrupted else 0
 
     def _on_signal(self, launcher: Any) -> Callable[[int, Any], None]:
         def handle(signum: int, frame: Any) -> None:
@@ -533,7 +538,8 @@ class Sweep:
         trial["status"] = RUNNING
         self.save()
         (self.folder / "output").mkdir(exist_ok=True)
-        launcher.start(str(trial["id"]), argv, self.folder / "output" / f"{trial_name(trial)}.txt")
+        launcher.start(str(trial["id"]), argv, self.folder / "output" / f"{trial_name(trial)}.txt",
+                       str((self.folder / "runs").resolve() / f"*_{trial_name(trial)}"))
         verb = "resuming" if resumed else "starting"
         log.info("%s trial %d: %s", verb, trial["id"], describe_parameters(trial["parameters"]))
 
@@ -563,6 +569,12 @@ class Sweep:
             # the run's own status counts too: an engine's task may die with the signal before it can report
             trial["status"] = INTERRUPTED
             log.info("trial %d interrupted (run %s)", trial["id"], run)
+        elif code > EXIT_SIGNAL_BASE and _run_status(run) == INTERRUPTED:
+            # stopped from outside after its interrupt checkpoint (a scheduler's SIGTERM), not failed
+            trial["status"] = INTERRUPTED
+            log.warning("trial %d was stopped by %s from outside the sweep after writing its interrupt checkpoint "
+                        "(run %s); edflow sweep -p %s continues it", trial["id"],
+                        _signal_name(code - EXIT_SIGNAL_BASE), run, self.folder)
         else:
             trial["status"] = FAILED
             log.error("trial %d failed with exit code %d (%s); its output is in %s", trial["id"], code,
@@ -587,6 +599,13 @@ def last_line(path: Path) -> str:
         return "no output"
     lines = [line for line in lines if line]
     return lines[-1] if lines else "no output"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _run_status(run: Path | None) -> str | None:

@@ -1,6 +1,7 @@
 """``edflow sweep``: grid and random sweeps of the numpy toy training on the local launcher, interrupted by a real
 SIGTERM to the process group and continued with ``-p``; bad sweep files refused before anything starts."""
 import json
+import os
 import signal
 
 import pytest
@@ -35,9 +36,10 @@ SWEEP_TOY = {
             def pause(self):
                 folder = os.environ.get("SWEEP_PAUSE_DIR")
                 wanted = os.environ.get("SWEEP_PAUSE_LRS", "").split(",")
-                if not folder or (str(self.config["lr"]) not in wanted and wanted != ["*"]):
-                    return
-                open(os.path.join(folder, f"paused-{self.config['lr']}"), "w").close()
+                marker = os.path.join(folder or "", f"paused-{self.config['lr']}")
+                if not folder or (str(self.config["lr"]) not in wanted and wanted != ["*"]) or os.path.exists(marker):
+                    return  # once per trial: not again when it resumes
+                open(marker, "w").close()
                 open(os.path.join(folder, "paused"), "w").close()
                 deadline = time.monotonic() + 60
                 while not self.runtime.stop_signal and time.monotonic() < deadline:
@@ -325,6 +327,65 @@ def test_a_sweep_on_ray_or_submitit_stopped_by_sigterm_continues_with_p(edflow_p
         assert json.loads((latest / "manifest.json").read_text())["reason"] == "interrupt"
     edflow_project.run("sweep", "-p", folder, timeout=300).assert_success()
     assert [t["status"] for t in state(folder)["trials"]] == ["finished"] * 2
+
+
+def test_a_trial_preempted_by_slurms_signal_is_requeued_by_submitit_and_resumes_exactly(edflow_project):
+    pytest.importorskip("submitit")
+    parameters = {"lr": [0.1, 0.2]}
+    write_sweep(edflow_project, "local.yaml", parameters=parameters)
+    sweep_file = write_sweep(edflow_project, "slurm.yaml", parameters=parameters, launcher="slurm")
+    edflow_project.run("sweep", "local.yaml", timeout=300).assert_success()
+    (reference,) = sweeps(edflow_project)
+    pauses = edflow_project.path / "pauses"
+    pauses.mkdir()
+    running = edflow_project.start("sweep", sweep_file.name,
+                                   env={"SWEEP_PAUSE_DIR": str(pauses), "SWEEP_PAUSE_LRS": "0.1"})
+    running.wait_for_file(pauses / "paused-0.1")
+    (folder,) = [path for path in sweeps(edflow_project) if path != reference]
+    pid_file = folder / "output" / "trial000.txt.pid"
+    running.wait_for_file(pid_file)
+    holder = json.loads(pid_file.read_text())
+    # SLURM announces a preemption with submitit's signal to every process of the job: the task and the training
+    for pid in (holder["task"], holder["pid"]):
+        os.kill(pid, signal.SIGUSR2)
+    outcome = running.wait(timeout=300)
+    outcome.assert_success()
+    assert "Traceback" not in outcome.output, outcome
+    trials = state(folder)["trials"]
+    assert [t["status"] for t in trials] == ["finished"] * 2, outcome
+    run = folder / trials[0]["run"]
+    checkpoints = sorted(p for p in (run / "train" / "checkpoints").iterdir() if p.name.isdigit())
+    reasons = {p.name: json.loads((p / "manifest.json").read_text())["reason"] for p in checkpoints}
+    assert "interrupt" in reasons.values(), reasons
+    assert "restored checkpoint" in (run / "train" / "log.txt").read_text()
+    task_logs = "".join(path.read_text() for path in (folder / "submitit").glob("*_log.*"))
+    assert "this job is preempted" in task_logs and "Requeued job" in task_logs, task_logs
+    expected = state(reference)["trials"]
+    assert [t["metric"] for t in trials] == [t["metric"] for t in expected]  # bit-identical floats
+    for ours, theirs in zip(trials, expected):
+        mine, reference_records = records(folder / ours["run"]), records(reference / theirs["run"])
+        assert {step: mine[step] for step in reference_records} == reference_records
+
+
+def test_a_trial_stopped_from_outside_the_sweep_is_interrupted_not_failed(edflow_project):
+    sweep_file = write_sweep(edflow_project, parameters={"lr": [0.1]})
+    pauses = edflow_project.path / "pauses"
+    pauses.mkdir()
+    running = edflow_project.start("sweep", sweep_file.name,
+                                   env={"SWEEP_PAUSE_DIR": str(pauses), "SWEEP_PAUSE_LRS": "*"})
+    running.wait_for_file(pauses / "paused-0.1")
+    (folder,) = sweeps(edflow_project)
+    run = folder / "runs"
+    (run,) = run.iterdir()
+    training = int(json.loads((run / "status.json").read_text())["pid"])
+    os.killpg(os.getpgid(training), signal.SIGTERM)  # a scheduler stopping the trial's process group, not the sweep
+    outcome = running.wait(timeout=120)
+    assert outcome.returncode == 1, outcome
+    assert "trial 0 was stopped by SIGTERM from outside the sweep" in outcome.stderr, outcome
+    assert "failed" not in outcome.stderr, outcome
+    assert [t["status"] for t in state(folder)["trials"]] == ["interrupted"]
+    edflow_project.run("sweep", "-p", folder, timeout=300).assert_success()
+    assert [t["status"] for t in state(folder)["trials"]] == ["finished"]
 
 
 def test_a_failed_trial_is_reported_with_its_error_and_the_others_still_train(edflow_project):
