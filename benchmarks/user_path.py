@@ -226,6 +226,8 @@ def tf_main(args: Any) -> None:
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--tf", action="store_true", help="the TensorFlow path instead of the torch one")
+    parser.add_argument("--part", choices=("all", "path", "logged"), default="all",
+                        help="torch: only the DataLoader path rows, or only the logged-step rows (default: both)")
     args = parser.parse_args()
     if args.tf:
         return tf_main(args)
@@ -257,7 +259,7 @@ def main() -> None:
                   "iterator": "torch_workload.Iterator", "batch_size": 64, "num_epochs": 1, "seed": 0,
                   "shuffle": False, "code_root": None}
         variants = {}
-        for workers in (0, 2):
+        for workers in (0, 2) if args.part != "logged" else ():
             torch_section = {"device": "cpu", "num_workers": workers}
             project.config(f"on{workers}.yaml", **common, torch=torch_section)
             project.config(f"off{workers}.yaml", **common, torch=torch_section, progress=False, log_freq=None,
@@ -267,8 +269,8 @@ def main() -> None:
                                                                                  loss_of)
             variants[f"edflow, everything off, {workers} workers"] = edflow_variant(project, f"off{workers}.yaml",
                                                                                     steps, loss_of)
-        samples = interleave({name: collected(run) for name, run in variants.items()}, trials)
-        for workers in (0, 2):
+        samples = interleave({name: collected(run) for name, run in variants.items()}, trials) if variants else {}
+        for workers in (0, 2) if variants else ():
             group = {name: rows for name, rows in samples.items() if name.endswith(f", {workers} workers")}
             for key, label in (("cpu_seconds", "CPU time"), ("seconds", "wall time")):
                 rows = summarize(group, key=key, per="steps", scale=1e6)
@@ -277,6 +279,9 @@ def main() -> None:
                                  table(rows, "µs", columns=("final_loss",))))
 
         # A logged step against an unlogged one, on the no-op step: everything else equal.
+        if args.part == "path":
+            report("user_path", f"The user's path ({trials} trials of {steps} steps)", sections, data, args.out, state)
+            return
         noop = {"dataset": "harness.PrebuiltDataset", "model": "torch_workload.TinyMLP",
                 "iterator": "torch_workload.Iterator", "batch_size": 64, "num_steps": steps, "seed": 0,
                 "bench_examples": 64 * steps, "code_root": None, "torch": {"device": "cpu"}, "bench_noop": True,

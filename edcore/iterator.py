@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from edcore.errors import ConfigError, UserCodeError, call_mismatch, describe_callable
 

@@ -9,7 +9,8 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from edcore.checkpoint import Checkpoint, CheckpointStore
 from edcore.config import Config, dump
@@ -37,29 +38,18 @@ HANDLED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", 
 
 
 class TqdmHandler(logging.Handler):
-    """Console log lines that do not break the progress bars: the bars of this process are cleared, the line is
-    written, and each bar draws itself again at its next update.
-
-    ``tqdm.write`` would redraw every bar at once, formatting each (about 100 µs, most of what a logged step
-    cost, benchmarks/user_path.py); a bar redraws itself on its own schedule anyway (every ``mininterval``,
-    0.1 s, of updates), so it is back a moment later.
-    """
+    """Console log lines that do not break the progress bars (:func:`edcore.progress.write_line`)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            from tqdm import tqdm
-
             line = self.format(record) + "\n"
-            bars = [bar for bar in getattr(tqdm, "_instances", ()) if not bar.disable]  # edflow's draw on stderr
-            if not bars:
+            if "tqdm" not in sys.modules:  # no bar can exist: tqdm need not be imported
                 sys.stderr.write(line)
                 sys.stderr.flush()
                 return
-            with tqdm.get_lock():
-                for bar in bars:
-                    bar.clear(nolock=True)
-                sys.stderr.write(line)
-                sys.stderr.flush()
+            from edcore.progress import write_line
+
+            write_line(line)
         except Exception:  # logging must never take the run down
             self.handleError(record)
 
@@ -210,7 +200,8 @@ class Runtime:
         self.stop_signal = 0
         self.loop_entered = False  # set-up failures (dataset, model, restore) are reported differently
         self.progress: Any = None
-        self.log = self._log if manager.hook.edflow_log.get_hookimpls() else None
+        self._log_hook = bind_step_hook(manager, "edflow_log")  # every log_freq steps: bound like the step hooks
+        self.log = self._log if self._log_hook is not None else None
         self.checkpointer: Checkpointer | None = None
         self.warned: set = set()  # what warn_once has reported
         self.evaluation: str | None = None  # the name of the evaluation an evaluation process runs
@@ -241,7 +232,7 @@ class Runtime:
         for kind in ("images", "histograms"):
             if logs.get(kind) is not None:
                 prepared[kind] = self._arrays(kind, logs[kind])
-        call_hook(self.manager, "edflow_log", global_step=global_step, logs=prepared, mode=self.mode)
+        self._log_hook(global_step, prepared, self.mode)
         if self.progress is not None and prepared["scalars"]:
             shown = list(prepared["scalars"].items())[:4]
             self.progress.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in shown}, refresh=False)
@@ -404,10 +395,9 @@ def provide(manager: PluginManager, hook_name: str, what: str, **kwargs: Any) ->
 def make_progress(total: float, initial: int, desc: str, position: int, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
+    from edcore.progress import make_progress as make
 
-    return tqdm(total=None if math.isinf(total) else int(total), initial=initial, desc=desc, position=position,
-                dynamic_ncols=True, leave=True, file=sys.stderr, smoothing=0.1, unit="step")
+    return make(total, initial, desc, position)
 
 
 def run_training(*, config: Config, manager: PluginManager, project: Any, dist: Any = None,
