@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -71,8 +72,13 @@ def interleave(variants: dict[str, Callable[[], dict]], trials: int, warmup: int
     alike, and the per-round ratios to the first variant cancel most of it.
     """
     samples: dict[str, list[dict]] = {name: [] for name in variants}
+    names = list(variants)
     for round_index in range(warmup + trials):
-        for name, run in variants.items():
+        # Each round starts one variant later (A B C, B C A, C A B, ...): no variant always runs first, or always
+        # right after the same one, so what a run leaves behind (caches, allocator, a peer's threads) hits all alike.
+        shift = round_index % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            run = variants[name]
             sample = run()
             if round_index >= warmup:
                 samples[name].append(sample)
@@ -96,6 +102,9 @@ def summarize(samples: dict[str, list[dict]], key: str = "seconds", per: str | N
         if name != baseline and len(vals) == len(base):
             ratios = [v / b for v, b in zip(vals, base)]
             row["ratio"] = statistics.median(ratios)
+            interval = median_interval(ratios)
+            if interval is not None:
+                row["ratio_ci"] = interval
             row["ratio_of_minimums"] = round(min(vals) / min(base), 3)  # the least disturbed trials
         elif name == baseline:
             row["ratio"] = 1.0
@@ -104,6 +113,23 @@ def summarize(samples: dict[str, list[dict]], key: str = "seconds", per: str | N
         row.update(extra)
         rows.append(row)
     return rows
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free confidence interval for the median of ``values`` (order statistics of the binomial
+    distribution: no assumption about how the rounds scatter); ``None`` below 6 values, where none reaches 95%."""
+    n = len(values)
+    ordered = sorted(values)
+    below = 0.0  # P(X < k) for X ~ Binomial(n, 1/2)
+    k = 0
+    while True:
+        below_next = below + math.comb(n, k) / 2 ** n
+        if 2 * below_next > 1 - level:
+            break
+        below, k = below_next, k + 1
+    if k == 0:
+        return None
+    return ordered[k - 1], ordered[n - k]
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -122,7 +148,10 @@ def table(rows: list[dict], unit: str, columns: tuple[str, ...] = (), ratio_labe
     for row in rows:
         cells = [row["variant"], fmt(row["median"]), f"{fmt(row['min'])}-{fmt(row['max'])}"]
         if ratio_label:
-            cells.append(f"{row['ratio']:.3f}x" if "ratio" in row else "-")
+            ratio = f"{row['ratio']:.3f}x" if "ratio" in row else "-"
+            if "ratio_ci" in row:
+                ratio += f" ({row['ratio_ci'][0]:.3f}-{row['ratio_ci'][1]:.3f})"
+            cells.append(ratio)
         for column in columns:
             value = row.get(column, "-")
             cells.append(f"{value:.6g}" if isinstance(value, float) else str(value))

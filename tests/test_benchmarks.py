@@ -60,3 +60,14 @@ def test_loop_ablation_runs_at_tiny_size(tmp_path):
     rows = json.loads(out.read_text())["cpu"]
     assert {"raw loop", "edflow, everything off", "train(): run only"} <= {row["variant"] for row in rows}
     assert agree([row["final_loss"] for row in rows]), rows
+
+
+def test_step_anatomy_runs_at_tiny_size(tmp_path):
+    """Not part of run_all.py either; every way of writing the step trains the same model."""
+    out = tmp_path / "step_anatomy.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "step_anatomy.py"), "--quick", "--out", str(out)],
+                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads(out.read_text())["cpu"]
+    assert len(rows) == 5 and rows[-1]["variant"] == "TemplateIterator.run", rows
+    assert agree([row["final_loss"] for row in rows]), rows
