@@ -32,6 +32,9 @@ BENCHMARKS = (
     ("sweep_overhead", "sweep_overhead.py", []),
 )
 
+#: Scripts run by hand (README), whose results RESULTS.md shows too when they are in the folder.
+RUN_ALONE = ("loop_ablation", "step_anatomy")
+
 
 def write_results(folder: Path) -> None:
     """``RESULTS.md`` from every result in ``folder``, in the workloads' order (a rerun of one script updates
@@ -39,7 +42,7 @@ def write_results(folder: Path) -> None:
     from common import render
 
     parts = []
-    for name, _script, _extra in BENCHMARKS:
+    for name in [name for name, _script, _extra in BENCHMARKS] + list(RUN_ALONE):
         path = folder / f"{name}.json"
         if path.exists():
             parts.append(render(json.loads(path.read_text())))
