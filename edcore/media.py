@@ -131,17 +131,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def flatten(entries: Any, prefix: str = "") -> dict:
-    """``{"a": {"b": x}}`` -> ``{"a/b": x}``."""
-    flat = {}
-    if not isinstance(entries, Mapping):
-        return {prefix.rstrip("/") or "image": entries}
-    for key, value in entries.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "/"))
-        else:
-            flat[name] = value
-    return flat
+    """``{"a": {"b": x}}`` -> ``{"a/b": x}``; a single image is named ``image``."""
+    from edcore.outputs import flatten_keys
+
+    return flatten_keys(entries, "image", prefix)
 
 
 class MediaWriter:

@@ -45,13 +45,19 @@ def to_numpy(value: Any) -> np.ndarray:
 
 def flatten_outputs(outputs: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": x}}`` -> ``{"a/b": x}``; a value that is not a dict is stored under ``output``."""
-    if not isinstance(outputs, Mapping):
-        return {prefix.rstrip("/") or "output": outputs}
+    return flatten_keys(outputs, "output", prefix)
+
+
+def flatten_keys(entries: Any, single: str, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": x}}`` -> ``{"a/b": x}``, for what a step logs or outputs; a value that is not a dict is
+    named ``single``. (The configs' own flattening, which keeps lists and empty dicts whole, is in commands.diff.)"""
+    if not isinstance(entries, Mapping):
+        return {prefix.rstrip("/") or single: entries}
     flat: dict[str, Any] = {}
-    for key, value in outputs.items():
+    for key, value in entries.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten_outputs(value, name + "/"))
+            flat.update(flatten_keys(value, single, name + "/"))
         else:
             flat[name] = value
     return flat
