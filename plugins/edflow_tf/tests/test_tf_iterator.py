@@ -110,6 +110,24 @@ def test_feeds_become_float32_tensors_on_the_device_nested_dicts_included():
     assert feeds["name"] == ["a", "b"] and feeds["x"].device.endswith("CPU:0")
 
 
+def test_feeds_already_on_the_device_stay_the_same_objects_and_float64_is_found_by_its_dtype():
+    from edflow_tf.plugin import FeedConverter
+
+    x, y = tf.zeros((2, 3)), tf.constant([1, 2], tf.int64)
+    feeds = {"x": x, "y": y}
+    convert = FeedConverter("/device:CPU:0", tf.float32)
+    assert not convert.needs_conversion(feeds)
+    convert(feeds)
+    assert feeds["x"] is x and feeds["y"] is y
+    wide = {"x": tf.constant(np.ones(2)), "inner": {"y": y}}  # float64 from numpy, as tf.data hands it over
+    assert convert.needs_conversion(wide)
+    convert(wide)
+    assert wide["x"].dtype == tf.float32 and wide["inner"]["y"] is y
+    kept = {"x": tf.constant(np.ones(2))}
+    FeedConverter("/device:CPU:0", None)(kept)  # float_dtype: keep
+    assert kept["x"].dtype == tf.float64
+
+
 def test_a_tf_module_that_stores_the_config_wraps_its_lists_in_place_and_the_dump_still_works():
     """EDFlow's bug, in the form plain tf.Module still has: the config's own lists become ListWrappers."""
     import yaml
