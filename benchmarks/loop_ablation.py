@@ -2,9 +2,11 @@
 some of ``Iterator.train``'s per-step work, interleaved with the raw loop (CPU time).
 
     python benchmarks/loop_ablation.py --steps 2000 --trials 10
+    python benchmarks/loop_ablation.py --defaults --trials 20   # the defaults, one turned off at a time
 
 Each ablated iterator runs inside the real ``edflow -t`` (same process set-up, model, optimizer, batches), so the
-differences between the rows are the loop path alone.
+differences between the rows are the loop path alone. ``--defaults`` instead runs edflow with its defaults on
+next to the same run with one default off (the bar, logging, TensorBoard) and with everything off.
 """
 from __future__ import annotations
 
@@ -77,6 +79,14 @@ class RunCopyAndHooks(RunOnly):
     copy_feeds = call_hooks = True
 
 
+#: ``--defaults``: edflow with its defaults, and with one of them turned off.
+DEFAULTS_OFF = {
+    "edflow, defaults on": {},
+    "defaults, without the bar": {"progress": False},
+    "defaults, without logging": {"log_freq": None},
+    "defaults, without TensorBoard": {"tensorboard": False},
+}
+
 ABLATIONS = {
     "raw code as train()": "RawCode",
     "train(): run only": "RunOnly",
@@ -89,6 +99,7 @@ ABLATIONS = {
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default 2000, quick 30)")
+    parser.add_argument("--defaults", action="store_true", help="the defaults, one turned off at a time")
     args = parser.parse_args()
     num_steps = args.steps or (30 if args.quick else 2000)
     trials = args.trials or (1 if args.quick else 10)
@@ -103,16 +114,24 @@ def main() -> None:
     state = machine_state()
     with tempfile.TemporaryDirectory(prefix="edflow-bench-") as workdir:
         project = EdflowProject(Path(workdir))
-        off = torch_workload.edflow_configs(num_steps)["off"]
+        configs = torch_workload.edflow_configs(num_steps)
+        off = configs["off"]
         project.config("off.yaml", **off)
         variants = {"raw loop": torch_workload.raw_loop,
                     "edflow, everything off": edflow_variant(project, "off.yaml", batches, loss_of)}
-        for label, name in ABLATIONS.items():
-            project.config(f"{name}.yaml", **{**off, "iterator": f"loop_ablation.{name}"})
-            variants[label] = edflow_variant(project, f"{name}.yaml", batches, loss_of)
+        if args.defaults:
+            for index, (label, changes) in enumerate(DEFAULTS_OFF.items()):
+                project.config(f"defaults-{index}.yaml", **{**configs["on"], **changes})
+                variants[label] = edflow_variant(project, f"defaults-{index}.yaml", batches, loss_of)
+        else:
+            for label, name in ABLATIONS.items():
+                project.config(f"{name}.yaml", **{**off, "iterator": f"loop_ablation.{name}"})
+                variants[label] = edflow_variant(project, f"{name}.yaml", batches, loss_of)
         samples = interleave(variants, trials, warmup=0 if args.quick else 1)
     rows = summarize(samples, key="cpu_seconds", per="steps", scale=1e6)
-    report("loop_ablation", f"Loop path ablation, PyTorch ({num_steps} pre-built batches of 64, {trials} trials)",
+    name, what = ("loop_defaults", "Defaults one at a time") if args.defaults else ("loop_ablation",
+                                                                                   "Loop path ablation")
+    report(name, f"{what}, PyTorch ({num_steps} pre-built batches of 64, {trials} trials)",
            [("CPU time per step:", table(rows, "µs/step", columns=("ratio_of_minimums", "final_loss"),
                                          ratio_label="ratio to raw"))],
            {"cpu": rows, "num_steps": num_steps, "trials": trials}, args.out, state)

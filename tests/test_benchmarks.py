@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -51,14 +53,17 @@ def agree(losses: list) -> bool:
     return max(losses) - min(losses) <= 1e-4 * max(abs(value) for value in losses)
 
 
-def test_loop_ablation_runs_at_tiny_size(tmp_path):
+@pytest.mark.parametrize("defaults", [False, True], ids=["loop path", "defaults one at a time"])
+def test_loop_ablation_runs_at_tiny_size(tmp_path, defaults):
     """Not part of run_all.py; run here so that it cannot rot either. Every ablated loop trains the same model."""
     out = tmp_path / "loop_ablation.json"
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "loop_ablation.py"), "--quick", "--out", str(out)],
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "loop_ablation.py"), "--quick", "--out", str(out),
+                             *(["--defaults"] if defaults else [])],
                             cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads(out.read_text())["cpu"]
-    assert {"raw loop", "edflow, everything off", "train(): run only"} <= {row["variant"] for row in rows}
+    expected = "defaults, without TensorBoard" if defaults else "train(): run only"
+    assert {"raw loop", "edflow, everything off", expected} <= {row["variant"] for row in rows}
     assert agree([row["final_loss"] for row in rows]), rows
 
 
@@ -69,5 +74,17 @@ def test_step_anatomy_runs_at_tiny_size(tmp_path):
                             cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads(out.read_text())["cpu"]
-    assert len(rows) == 5 and rows[-1]["variant"] == "TemplateIterator.run", rows
+    assert len(rows) == 8 and rows[4]["variant"] == "TemplateIterator.run", rows
+    assert all(row["own_us"] > 0 for row in rows[5:]) and all("added_us" in row for row in rows[1:]), rows
     assert agree([row["final_loss"] for row in rows]), rows
+
+
+def test_log_period_runs_at_tiny_size(tmp_path):
+    """Not part of run_all.py either: the step intervals by their offset in the log period, both variants."""
+    out = tmp_path / "log_period.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "log_period.py"), "--quick", "--out", str(out)],
+                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    found = json.loads(out.read_text())
+    assert [row["variant"] for row in found["rows"]] == ["edflow, defaults on", "defaults, logging off"]
+    assert all(len(row["extra_us_by_offset"]) == 9 and row["ordinary_step_us"] > 0 for row in found["rows"])
