@@ -53,17 +53,20 @@ def agree(losses: list) -> bool:
     return max(losses) - min(losses) <= 1e-4 * max(abs(value) for value in losses)
 
 
-@pytest.mark.parametrize("defaults", [False, True], ids=["loop path", "defaults one at a time"])
-def test_loop_ablation_runs_at_tiny_size(tmp_path, defaults):
+@pytest.mark.parametrize("mode, expected", [
+    ([], {"raw loop", "edflow, everything off", "train(): run only"}),
+    (["--defaults"], {"raw loop", "edflow, everything off", "defaults, without TensorBoard"}),
+    (["--tf"], {"raw tf.function loop", "raw code as train()", "train(): the step_function method only",
+                "train(): run only"}),
+], ids=["loop path", "defaults one at a time", "tf"])
+def test_loop_ablation_runs_at_tiny_size(tmp_path, mode, expected):
     """Not part of run_all.py; run here so that it cannot rot either. Every ablated loop trains the same model."""
     out = tmp_path / "loop_ablation.json"
     result = subprocess.run([sys.executable, str(BENCHMARKS / "loop_ablation.py"), "--quick", "--out", str(out),
-                             *(["--defaults"] if defaults else [])],
-                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
+                             *mode], cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads(out.read_text())["cpu"]
-    expected = "defaults, without TensorBoard" if defaults else "train(): run only"
-    assert {"raw loop", "edflow, everything off", expected} <= {row["variant"] for row in rows}
+    assert expected <= {row["variant"] for row in rows}
     assert agree([row["final_loss"] for row in rows]), rows
 
 
