@@ -110,24 +110,13 @@ TF_ABLATIONS = {
 
 @functools.lru_cache(maxsize=1)  # one set of classes, however often edflow resolves their names
 def _tf_ablations() -> dict:
-    import tensorflow as tf
-
     import tf_workload
 
     class TFRawCode(tf_workload._iterator_class()):
         """The raw loop's own ``tf.function`` as ``train()``, on the model and optimizer edflow-tf made."""
 
         def train(self, batches: Any) -> None:
-            model, optimizer, loss_fn = self._raw_model, self.optimizer, self.loss_fn
-
-            @tf.function
-            def step(x: Any, y: Any) -> Any:
-                with tf.GradientTape() as tape:
-                    loss = loss_fn(y, model(x, training=True))
-                gradients = tape.gradient(loss, model.trainable_variables)
-                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-                return loss
-
+            step = tf_workload.raw_step(self._raw_model, self.optimizer, self.loss_fn)
             self.timed_epoch(batches, lambda batch: step(batch["x"], batch["y"]))
 
         def timed_epoch(self, batches: Any, call: Any) -> None:

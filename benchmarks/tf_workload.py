@@ -74,13 +74,9 @@ def check_loss(model: Any) -> float:
     return float(loss_function()(batch["y"], model(batch["x"], training=False)))
 
 
-def raw_loop() -> dict:
-    import keras
+def raw_step(model: Any, optimizer: Any, loss_fn: Any) -> Any:
+    """The raw loop's step: forward, backward and update of ``model`` as one ``tf.function``."""
     import tensorflow as tf
-
-    model = make_model()
-    optimizer = keras.optimizers.Adam(LR)
-    loss_fn = loss_function()
 
     @tf.function
     def train_step(x: Any, y: Any) -> Any:
@@ -90,6 +86,14 @@ def raw_loop() -> dict:
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
+    return train_step
+
+
+def raw_loop() -> dict:
+    import keras
+
+    model = make_model()
+    train_step = raw_step(model, keras.optimizers.Adam(LR), loss_function())
     watch = Stopwatch()
     first, rest = BATCHES[0], BATCHES[1:]
     train_step(first["x"], first["y"])
