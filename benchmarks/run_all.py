@@ -33,7 +33,7 @@ BENCHMARKS = (
 )
 
 #: Scripts run by hand (README), whose results RESULTS.md shows too when they are in the folder.
-RUN_ALONE = ("loop_ablation", "loop_defaults", "loop_ablation_tf", "step_anatomy", "log_period")
+RUN_ALONE = ("loop_ablation", "loop_defaults", "loop_ablation_tf", "step_anatomy", "step_anatomy_wide", "log_period")
 
 
 def write_results(folder: Path) -> None:

@@ -3,6 +3,7 @@ contract's closures, ``TemplateIterator.run`` and the raw loop with unrelated Py
 process, no ``edflow -t`` (CPU time).
 
     python benchmarks/step_anatomy.py --steps 1000 --trials 30
+    python benchmarks/step_anatomy.py --hidden 4096 --steps 400 --trials 20   # a step about seven times longer
 
 The loop benchmark's gap between a real step and a no-op step (edflow's own work is a few µs, the real step
 grows by 10-20 µs) shows up here already, without edflow's loop: how long the step's loss lives and how many
@@ -136,9 +137,12 @@ def busy_columns(rows: list[dict], samples: dict[str, list[dict]]) -> None:
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default 1000, quick 30)")
+    parser.add_argument("--hidden", type=int, default=torch_workload.HIDDEN,
+                        help="width of the MLP's hidden layer (default 64): does the cost stay fixed as steps grow?")
     args = parser.parse_args()
     num_steps = args.steps or (30 if args.quick else 1000)
     trials = args.trials or (1 if args.quick else 30)
+    torch_workload.HIDDEN = args.hidden
     torch.set_num_threads(1)
     torch_workload.BATCHES = torch_workload.make_batches(num_steps)
     torch_workload.INITIAL_STATE = torch_workload.initial_state()
@@ -146,12 +150,13 @@ def main() -> None:
     samples = interleave(variants(), trials, warmup=0 if args.quick else 1)
     rows = summarize(samples, key="cpu_seconds", per="steps", scale=1e6)
     busy_columns(rows, samples)
-    report("step_anatomy", f"A template step outside edflow's loop, PyTorch ({num_steps} batches of 64, {trials} "
-           "trials)", [("CPU time per step (ratio: median of the per-round ratios, its 95% interval in brackets):",
+    width = "" if args.hidden == 64 else f", hidden layer {args.hidden}"
+    report("step_anatomy", f"A template step outside edflow's loop, PyTorch ({num_steps} batches of 64{width}, "
+           f"{trials} trials)", [("CPU time per step (ratio: median of the per-round ratios, its 95% interval in brackets):",
                         table(rows, "µs/step", columns=("added_us", "own_us", "ratio_of_minimums",
                                                        "final_loss"),
                               ratio_label="ratio to raw"))],
-           {"cpu": rows, "num_steps": num_steps, "trials": trials}, args.out, state)
+           {"cpu": rows, "num_steps": num_steps, "trials": trials, "hidden": args.hidden}, args.out, state)
 
 
 if __name__ == "__main__":

@@ -76,8 +76,9 @@ def test_step_anatomy_runs_at_tiny_size(tmp_path):
     result = subprocess.run([sys.executable, str(BENCHMARKS / "step_anatomy.py"), "--quick", "--out", str(out)],
                             cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = json.loads(out.read_text())["cpu"]
-    assert len(rows) == 8 and rows[4]["variant"] == "TemplateIterator.run", rows
+    result = json.loads(out.read_text())
+    rows = result["cpu"]
+    assert result["hidden"] == 64 and len(rows) == 8 and rows[4]["variant"] == "TemplateIterator.run", rows
     assert all(row["own_us"] > 0 for row in rows[5:]) and all("added_us" in row for row in rows[1:]), rows
     assert agree([row["final_loss"] for row in rows]), rows
 
