@@ -277,7 +277,8 @@ def run(args: argparse.Namespace, extras: list[str], argv: list[str]) -> int:
         resolve_references(config)
     check_with_plugins(manager, train_config, eval_configs)
 
-    from edcore.process import SingleProcess, setup_logging
+    from edcore.process import SingleProcess
+    from edcore.runlog import setup_logging
     from edcore.project import writing_run_folder
 
     dist = manager.hook.edflow_distributed(config=(train_config or eval_configs[0][1]).data) or SingleProcess()

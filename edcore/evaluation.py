@@ -51,7 +51,8 @@ from edcore.hookspecs import hookimpl
 from edcore.iterator import Iterator
 from edcore.outputs import METRICS, OutputWriter, load_outputs, write_json
 from edcore.plugins import PluginInfo, call_hook
-from edcore.process import Checkpointer, Runtime, SignalHandler, make_progress, provide, setup_logging
+from edcore.process import Checkpointer, Runtime, SignalHandler, make_progress, provide
+from edcore.runlog import log_to_file, setup_logging
 
 log = logging.getLogger("edflow")
 
@@ -277,7 +278,8 @@ class Evaluation:
             reported = err if isinstance(err, (EdflowError, KeyboardInterrupt, SystemExit)) else UserCodeError(
                 f"evaluation '{self.name}' failed: {describe_exception(err)}\n{format_user_traceback(err)}")
             record.register(finished=False, error=str(reported).split("\n")[0] or type(err).__name__)
-            _log_to_file(f"evaluation '{self.name}' failed: {reported}")
+            # into log.txt only: the console gets it from the command's error report
+            log_to_file(logging.ERROR, f"evaluation '{self.name}' failed: {reported}")
             if reported is err:
                 raise
             raise reported from err
@@ -433,14 +435,6 @@ class Evaluation:
             self.progress.reset(total=len(self.batches))
         self.progress.set_description(f"eval {self.name} @{step}", refresh=False)
         self.runtime.progress = self.progress
-
-
-def _log_to_file(message: str) -> None:
-    """Write an error into this process's log.txt only (the console gets it from the command's error report)."""
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
-    for handler in log.handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
 
 
 def _end_of_file(fd: int, timeout: float) -> bool:

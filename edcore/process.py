@@ -26,50 +26,12 @@ from edcore.errors import (
 )
 from edcore.iterator import Iterator
 from edcore.plugins import PluginManager, bind_step_hook, call_hook
+from edcore.runlog import log_to_file
 
 log = logging.getLogger("edflow")
 
 CORE_STATE_FILE = "edcore.json"
 HANDLED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Logging
-
-
-class TqdmHandler(logging.Handler):
-    """Console log lines that do not break the progress bars (:func:`edcore.progress.write_line`)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + "\n"
-            if "tqdm" not in sys.modules:  # no bar can exist: tqdm need not be imported
-                sys.stderr.write(line)
-                sys.stderr.flush()
-                return
-            from edcore.progress import write_line
-
-            write_line(line)
-        except Exception:  # logging must never take the run down
-            self.handleError(record)
-
-
-def setup_logging(log_file: Path | None, debug: bool, label: str = "edflow") -> logging.Logger:
-    """The ``edflow`` logger: console through tqdm, and ``log_file`` when given."""
-    logger = logging.getLogger("edflow")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    logger.propagate = False
-    console = TqdmHandler()
-    console.setFormatter(logging.Formatter(f"[{label}] %(message)s"))
-    logger.addHandler(console)
-    if log_file is not None:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(file_handler)
-    return logger
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -143,14 +105,6 @@ class SignalHandler:
             log.warning("%s", message)
         else:
             log_to_file(logging.WARNING, message)
-
-
-def log_to_file(level: int, message: str) -> None:
-    """Write ``message`` into this process's log file only, not onto the console."""
-    record = log.makeRecord(log.name, level, __file__, 0, message, None, None)
-    for handler in log.handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -677,7 +677,7 @@ def resume(folder: str | os.PathLike, debug: bool = False) -> int:
 
 
 def _run(spec: SweepSpec, folder: Path, state: dict, debug: bool) -> int:
-    from edcore.process import setup_logging
+    from edcore.runlog import setup_logging
 
     setup_logging(folder / "log.txt", debug, "sweep")
     sweep = Sweep(spec, folder, state)

@@ -7,6 +7,7 @@ import math
 import time
 
 from edcore.hookspecs import hookimpl
+from edcore.runlog import log_info
 
 log = logging.getLogger("edflow")
 
@@ -33,10 +34,7 @@ class MetricsLogger:
         if not scalars:
             return
         if log.isEnabledFor(logging.INFO):
-            # log.info would look up its caller first (walking the stack: 7 of the 22 us this line cost per logged
-            # step, benchmarks/README.md); the record names this module instead.
-            log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "step %d  %s",
-                                      (global_step, format_scalars(scalars)), None))
+            log_info(f"step {global_step}  {format_scalars(scalars)}")
         if self.path is None:
             return
         if self.stream is None:
